@@ -1,0 +1,158 @@
+"""The pod's identity token: read fresh before every vend, decoded for logs only.
+
+The token is an IAM Profile v0.2 JWT or a projected service-account token. kubelet
+rotates it by swapping the ``..data`` symlink in the token's directory (see
+``shared/notes/facts.md``), so the file is opened anew for every read and never held
+open, and :func:`watch_token` watches the *directory*.
+
+The claims are decoded with pyjwt *without* verifying the signature: the vending
+service verifies; the sidecar only wants ``iss``, ``sub``, ``tenant``, ``aud`` and
+``exp`` for its audit log and to say early and clearly when a token is expired, not a
+JWT, or minted for the wrong audience.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import jwt
+from pydantic import SecretStr
+
+from .errors import TokenError
+
+__all__ = ["MAX_TOKEN_BYTES", "Token", "decode_token", "read_token", "watch_token"]
+
+MAX_TOKEN_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A bearer token and its (unverified) claims. ``repr`` never shows the token."""
+
+    value: SecretStr = field(repr=False)
+    issuer: str | None
+    subject: str | None
+    tenant: str | None
+    audience: tuple[str, ...]
+    expires_at: float | None
+    fingerprint: str  # sha256 prefix, to tell rotations apart without the value
+
+    def audit_fields(self) -> dict[str, object]:
+        return {"issuer": self.issuer, "sub": self.subject, "tenant": self.tenant}
+
+
+def _claim_str(claims: dict[str, object], name: str) -> str | None:
+    value = claims.get(name)
+    return value if isinstance(value, str) else None
+
+
+def decode_token(raw: bytes, *, now: float, audience: str | None = None) -> Token:
+    """Strip white space, decode the JWT claims (unverified) and check the obvious.
+
+    Raises :class:`TokenError` with a message that says what to fix; the message never
+    contains the token or any part of it.
+    """
+    try:
+        text = raw.decode("ascii").strip()
+    except UnicodeDecodeError as exc:
+        raise TokenError("token file does not hold an ASCII JWT") from exc
+    if not text:
+        raise TokenError("token file is empty (kubelet may not have written it yet)")
+    if any(ch.isspace() for ch in text):
+        raise TokenError("token file holds white space inside the token; it must hold one JWT")
+    try:
+        claims = jwt.decode(text, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise TokenError("token file does not hold a JWT (expected header.payload.signature)") from exc
+    except Exception as exc:  # pyjwt lets a few decoding errors through untranslated
+        raise TokenError("token file does not hold a decodable JWT") from exc
+    if not isinstance(claims, dict):
+        raise TokenError("token claims are not a JSON object")
+
+    exp = claims.get("exp")
+    expires_at = float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
+    if expires_at is not None and expires_at <= now:
+        raise TokenError(
+            f"token expired {int(now - expires_at)} s ago; kubelet should have rotated it "
+            "(check the projected volume's expirationSeconds and that the pod's node is healthy)"
+        )
+    aud = claims.get("aud")
+    audiences = (aud,) if isinstance(aud, str) else tuple(a for a in aud if isinstance(a, str)) if isinstance(aud, list) else ()
+    if audience is not None and audience not in audiences:
+        shown = ", ".join(audiences) or "none"
+        raise TokenError(
+            f"token audience is [{shown}] but --audience is {audience!r}; set "
+            f"'audience: {audience}' on the projected serviceAccountToken volume source"
+        )
+    return Token(
+        value=SecretStr(text),
+        issuer=_claim_str(claims, "iss"),
+        subject=_claim_str(claims, "sub"),
+        tenant=_claim_str(claims, "tenant"),
+        audience=audiences,
+        expires_at=expires_at,
+        fingerprint=hashlib.sha256(text.encode()).hexdigest()[:12],
+    )
+
+
+def _read_file(path: Path) -> bytes:
+    # Opened anew each time (kubelet swaps the file under us) and never held open.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise TokenError(f"token file {path} does not exist; mount the projected token there or set --token-file") from exc
+    except PermissionError as exc:
+        raise TokenError(f"token file {path} is not readable by uid {os.getuid()}; fix its mode or the pod's fsGroup") from exc
+    except OSError as exc:
+        raise TokenError(f"token file {path} cannot be opened: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read(MAX_TOKEN_BYTES + 1)
+    except IsADirectoryError as exc:
+        raise TokenError(f"token file {path} is a directory; point --token-file at the token itself") from exc
+    except OSError as exc:
+        raise TokenError(f"token file {path} cannot be read: {exc.strerror}") from exc
+    if len(data) > MAX_TOKEN_BYTES:
+        raise TokenError(f"token file {path} is larger than {MAX_TOKEN_BYTES} bytes; it must hold one JWT")
+    return data
+
+
+def read_token(path: Path, *, now: float, audience: str | None = None) -> Token:
+    """Read and decode the token file; see :func:`decode_token`."""
+    return decode_token(_read_file(path), now=now, audience=audience)
+
+
+async def watch_token(
+    path: Path, stop_event: anyio.Event, *, retry_interval: float = 5.0
+) -> AsyncIterator[None]:
+    """Yield once each time something changes in the token's directory, until
+    ``stop_event`` is set.
+
+    Uses watchfiles (inotify) on the directory, because kubelet publishes a rotation
+    by renaming ``..data`` there, which a watch on the file itself would miss. The
+    watch runs in a worker thread that checks ``stop_event`` every 50 ms; set it
+    before cancelling so shutdown is prompt. If the directory does not exist yet,
+    waits ``retry_interval`` and looks again; that is the only timer here, and it
+    runs only in that degraded case.
+    """
+    from watchfiles import awatch  # lazily: its start-up cost only when a watch runs
+
+    directory = path.parent
+    while not stop_event.is_set():
+        if directory.is_dir():
+            try:
+                async for _changes in awatch(
+                    directory, watch_filter=None, recursive=False, debounce=50, stop_event=stop_event
+                ):
+                    yield
+            except OSError:
+                pass  # the directory vanished or cannot be watched; look again below
+        if stop_event.is_set():
+            return
+        with anyio.move_on_after(retry_interval):
+            await stop_event.wait()
