@@ -113,7 +113,7 @@ class Publisher:
         try:
             fd = os.open(self.root, _DIR_FLAGS | os.O_NOFOLLOW)
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
+            if exc.errno == errno.ELOOP or (exc.errno == errno.ENOTDIR and self.root.is_symlink()):
                 raise PublishError(
                     f"output directory {self.root} is a symlink; refusing to write through it "
                     "(point --out at a real directory)"

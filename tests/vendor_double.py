@@ -92,9 +92,9 @@ class VendorDouble:
         asyncio.set_event_loop(loop)
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.1)
         loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, self.host, 0, ssl_context=self.ssl_context, shutdown_timeout=0.1)
+        site = web.TCPSite(self._runner, self.host, 0, ssl_context=self.ssl_context)
         loop.run_until_complete(site.start())
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self._ready.set()
