@@ -110,19 +110,21 @@ async def _run(settings: RunSettings) -> int:
             actions=",".join(settings.actions),
             ttl=settings.ttl,
         )
+        code = EXIT_OK
         async with anyio.create_task_group() as tg:
             tg.start_soon(_stop_on_signals, tg.cancel_scope, loop.stop)
             try:
                 await loop.run()
             except (Denied, AuthRejected) as exc:
-                event(logging.ERROR, "exit", code=EXIT_REFUSED, reason=str(exc))
-                return EXIT_REFUSED
+                code = EXIT_REFUSED
+                event(logging.ERROR, "exit", code=code, reason=str(exc))
             except DeadlineExceeded as exc:
-                event(logging.ERROR, "exit", code=EXIT_DEADLINE, reason=str(exc))
-                return EXIT_DEADLINE
+                code = EXIT_DEADLINE
+                event(logging.ERROR, "exit", code=code, reason=str(exc))
             tg.cancel_scope.cancel()
-    event(logging.INFO, "exit", code=EXIT_OK)
-    return EXIT_OK
+    if code == EXIT_OK:
+        event(logging.INFO, "exit", code=EXIT_OK)
+    return code
 
 
 def cmd_run(argv: Sequence[str]) -> int:

@@ -305,20 +305,27 @@ class RefreshLoop:
         live = await anyio.to_thread.run_sync(self.publisher.prepare)
         if live is not None:
             event(logging.INFO, "publish.found", out=str(self.publisher.root), generation=live)
+        result: Grant | None = None
+        failure: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
                 if self._watch_enabled:
                     tg.start_soon(self._watch)
                 try:
                     if self.once:
-                        return await self._run_once()
-                    await self._run_forever()
+                        result = await self._run_once()
+                    else:
+                        await self._run_forever()
+                except Exception as exc:  # re-raised below, unwrapped from the task group
+                    failure = exc
                 finally:
                     self.stop()
                     tg.cancel_scope.cancel()
         finally:
             self._enter("stopped")
-        return None
+        if failure is not None:
+            raise failure
+        return result
 
     def stop(self) -> None:
         """Ask the token watcher's worker thread to end (called on shutdown)."""
