@@ -9,22 +9,22 @@ OUT    ?= ./creds
 .PHONY: test lint dev bench clean
 
 # The virtualenv is rebuilt whenever pyproject.toml changes.
-$(VENV)/.installed-test: pyproject.toml
+$(VENV)/.installed-test: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml
+$(VENV)/.installed-dev: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-$(VENV)/.installed-bench: pyproject.toml
+$(VENV)/.installed-bench: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[bench,test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench,test]'
 	touch $@
 
 ## test: install everything into .venv, lint the deployables, run the whole suite
