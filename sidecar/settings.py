@@ -58,6 +58,7 @@ class CommonSettings(BaseSettings):
         cli_implicit_flags=True,
         cli_exit_on_error=False,
         cli_hide_none_type=True,
+        cli_show_env_vars=True,
         extra="ignore",
         validate_default=True,
     )
@@ -190,16 +191,8 @@ def _describe(model: type[BaseSettings], error: dict[str, Any]) -> str:
     return f"{name}: {message}"
 
 
-def _document_env(model: type[BaseSettings]) -> None:
-    for name, info in model.model_fields.items():
-        hint = f" [env {env_name(name)}]"
-        if info.description and hint not in info.description:
-            info.description += hint
-
-
 def load(model: type[S], argv: Sequence[str]) -> S:
     """Parse argv (flags) over the environment into ``model``; ConfigError on failure."""
-    _document_env(model)
     try:
         return CliApp.run(model, cli_args=list(argv))
     except ValidationError as exc:
