@@ -119,8 +119,11 @@ class RefreshLoop:
     # -- phases ------------------------------------------------------------------
 
     def _enter(self, phase: str) -> None:
-        self.status.phase = phase
+        # phase_since first: a health thread reading between the two assignments sees
+        # the old phase with a fresh timestamp (harmless), never the new phase with a
+        # stale one (which would look like an attempt stuck for hours).
         self.status.phase_since = self._clock()
+        self.status.phase = phase
 
     # -- token watch ---------------------------------------------------------------
 
