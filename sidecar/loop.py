@@ -69,6 +69,9 @@ class LoopObserver:
 
     def token_read(self, token: Token) -> None: ...
 
+    def refresh_failed(self, *, error_class: str, error: BaseException) -> None:
+        """One refresh attempt failed (vendor, token or publish); called once per failure."""
+
 
 @dataclass
 class _Attempt:
@@ -241,6 +244,7 @@ class RefreshLoop:
         status.consecutive_failures += 1
         status.last_error_class = failure_class(error)
         status.last_error = str(error)
+        self.observer.refresh_failed(error_class=status.last_error_class, error=error)
         fields: dict[str, object] = {
             "class": status.last_error_class,
             "message": str(error),
