@@ -72,6 +72,13 @@ async def _run(settings: RunSettings) -> int:
     from .vendor import VendorClient, build_http_client
 
     settings.require_vendor()
+    # -- operations endpoints (health/metrics, container credentials): only when asked
+    endpoints = None
+    if settings.health_addr is not None or settings.serve_container_credentials is not None:
+        from .endpoints import Endpoints
+
+        endpoints = Endpoints(settings)
+    # --
     rng = random.Random()
     http = build_http_client(
         timeout=settings.timeout,
@@ -96,6 +103,7 @@ async def _run(settings: RunSettings) -> int:
             rng=rng,
             once=settings.once,
             once_timeout=settings.once_timeout,
+            observer=endpoints.observer if endpoints is not None else None,
         )
         event(
             logging.INFO,
@@ -111,8 +119,12 @@ async def _run(settings: RunSettings) -> int:
             ttl=settings.ttl,
         )
         code = EXIT_OK
+        if endpoints is not None:
+            endpoints.start(loop.status)  # binds now: exit 2 if a port is taken
         async with anyio.create_task_group() as tg:
             tg.start_soon(_stop_on_signals, tg.cancel_scope, loop.stop)
+            if endpoints is not None:
+                tg.start_soon(endpoints.run_until_cancelled)  # heartbeat; closes the ports
             try:
                 await loop.run()
             except (Denied, AuthRejected) as exc:

@@ -14,6 +14,7 @@ from a file, never from argv or the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +33,7 @@ from pydantic_settings import (
 from .contract import ACTIONS, check_vendor_url
 from .errors import ConfigError
 
-__all__ = ["CommonSettings", "ENV_PREFIX", "RunSettings", "env_name", "flag_name", "load"]
+__all__ = ["CommonSettings", "ENV_PREFIX", "RunSettings", "env_name", "flag_name", "load", "parse_host_port"]
 
 ENV_PREFIX = "VEND_SIDECAR_"
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -46,6 +47,31 @@ def flag_name(field: str) -> str:
 
 def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` -> (host, port). Port 0 asks the kernel for one
+    (the bound port is logged). The host must be given: no implicit all-interfaces."""
+    host, sep, port_text = value.strip().rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"must be HOST:PORT such as 0.0.0.0:8081 or [::1]:8081, got {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"put an IPv6 address in brackets, e.g. [::1]:8081, got {value!r}")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"port must be 0-65535, got {port}")
+    return host, port
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class CommonSettings(BaseSettings):
@@ -110,6 +136,34 @@ class RunSettings(CommonSettings):
     client_key: Path | None = Field(None, description="client private key (PEM) for --client-cert")
     file_mode: str = Field("0440", description="octal mode of the published files")
 
+    # -- operations: health/metrics server and the AWS container-credentials endpoint --
+    health_addr: str | None = Field(None, description="serve /healthz, /readyz and /metrics on HOST:PORT, e.g. 0.0.0.0:8081 (off when not given)")
+    min_remaining: float = Field(60.0, ge=0, description="/readyz fails when the published set has this many seconds or fewer left")
+    stall_after: float | None = Field(None, gt=0, le=3600, description="/healthz fails when one refresh attempt or the event loop has been stuck this long (default 3 x --timeout + 30 s)")
+    serve_container_credentials: str | None = Field(None, description="serve the AWS container-credentials endpoint on a loopback HOST:PORT, e.g. 127.0.0.1:8082")
+    container_auth_token_file: Path | None = Field(None, description="file whose content callers must send as Authorization (required with --serve-container-credentials)")
+
+    @field_validator("health_addr")
+    @classmethod
+    def _check_health_addr(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_host_port(value)
+        return value
+
+    @field_validator("serve_container_credentials")
+    @classmethod
+    def _check_container_addr(cls, value: str | None) -> str | None:
+        if value is not None and not _is_loopback(parse_host_port(value)[0]):
+            raise ValueError(
+                f"must be a loopback address such as 127.0.0.1:8082 or [::1]:8082, got {value!r}: "
+                "the endpoint hands credentials to any caller holding the auth token"
+            )
+        return value
+
+    @property
+    def stall_after_seconds(self) -> float:
+        return self.stall_after if self.stall_after is not None else 3 * self.timeout + 30
+
     @field_validator("actions", mode="before")
     @classmethod
     def _split_actions(cls, value: Any) -> Any:
@@ -160,6 +214,11 @@ class RunSettings(CommonSettings):
     def _check_combinations(self) -> RunSettings:
         if (self.client_cert is None) != (self.client_key is None):
             raise ValueError("--client-cert and --client-key (VEND_SIDECAR_CLIENT_CERT/_KEY) go together")
+        if self.serve_container_credentials is not None and self.container_auth_token_file is None:
+            raise ValueError(
+                "--serve-container-credentials needs --container-auth-token-file "
+                "(VEND_SIDECAR_CONTAINER_AUTH_TOKEN_FILE): callers must present its content as Authorization"
+            )
         return self
 
     @property
