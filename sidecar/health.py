@@ -110,7 +110,9 @@ class Heartbeat:
             await anyio.sleep(self.interval)
 
 
-_JSON = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+def _json_headers(*extra: tuple[str, str]) -> list[tuple[str, str]]:
+    # A fresh list per answer: wsgiref appends Content-Length to the list it is given.
+    return [("Content-Type", "application/json"), ("Cache-Control", "no-store"), *extra]
 
 
 def health_app(
@@ -130,17 +132,17 @@ def health_app(
         if path == "/metrics":
             return metrics_app(environ, start_response)
         if path not in ("/healthz", "/readyz"):
-            start_response("404 Not Found", _JSON)
+            start_response("404 Not Found", _json_headers())
             return [b'{"status":"fail","reason":"not found; try /healthz, /readyz or /metrics"}\n']
         if method not in ("GET", "HEAD"):
-            start_response("405 Method Not Allowed", _JSON + [("Allow", "GET, HEAD")])
+            start_response("405 Method Not Allowed", _json_headers(("Allow", "GET, HEAD")))
             return [b'{"status":"fail","reason":"use GET"}\n']
         now = clock()
         if path == "/healthz":
             verdict = liveness(status, now=now, heartbeat_age=heartbeat.age(), stall_after=stall_after)
         else:
             verdict = readiness(out, status, now=now, min_remaining=min_remaining)
-        start_response("200 OK" if verdict.ok else "503 Service Unavailable", _JSON)
+        start_response("200 OK" if verdict.ok else "503 Service Unavailable", _json_headers())
         return [b""] if method == "HEAD" else [verdict.body()]
 
     return app
