@@ -4,14 +4,17 @@ liveness verdict and the settings that guard the endpoints."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import httpx
 import pytest
 from aiohttp import web
-from sidecar_process import SidecarProcess, run_cli, start_sidecar, wait_until  # noqa: F401
+from sidecar_process import run_cli, sidecar_env, start_sidecar, wait_until  # noqa: F401
 from vendor_double import VendorDouble, error, grant
 
 from sidecar.health import liveness
@@ -45,8 +48,6 @@ def trickle(release: threading.Event, every: float = 0.2, limit: float = 30.0):
             await response.write(b" ")
             await asyncio.sleep(every)
             waited += every
-        import json
-
         await response.write(json.dumps(double.new_credentials()).encode())
         await response.write_eof()
         return response
@@ -189,3 +190,18 @@ def test_liveness_verdict(state: LoopStatus, heartbeat_age: float, ok: bool, rea
     verdict = liveness(state, now=1000.0, heartbeat_age=heartbeat_age, stall_after=60.0)
     assert verdict.ok is ok
     assert verdict.reason.startswith(reason)
+
+
+def test_a_run_without_endpoints_never_imports_the_server_stack(tmp_path: Path, token_dir, vendor) -> None:
+    """The endpoint modules (and prometheus-client, wsgiref) load only when asked for."""
+    program = (
+        "import sys\n"
+        "from sidecar.cli import main\n"
+        f"code = main(['--once', '--out', {str(tmp_path / 'out')!r}, '--vendor-url', {vendor.url!r},"
+        f" '--bucket', 'artifacts', '--token-file', {str(token_dir.path)!r}])\n"
+        "loaded = [m for m in ('prometheus_client', 'wsgiref', 'sidecar.endpoints', 'sidecar.metrics',"
+        " 'sidecar.health', 'sidecar.serve') if m in sys.modules]\n"
+        "print(code, loaded)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=30, env=sidecar_env())
+    assert result.stdout.strip() == "0 []", result.stderr
