@@ -5,8 +5,8 @@ Liveness answers "would a restart help?", so it fails only when the sidecar is
 and a restart loop would only add load). Wedged means one of, concretely:
 
 * the refresh loop has stopped (it only stops on the way out);
-* one refresh attempt (token read, request, publish) has been running for longer
-  than ``stall_after`` seconds. Timeouts bound every network operation, so this
+* start-up (preparing OUT) or one refresh attempt (token read, request, publish)
+  has been running for longer than ``stall_after`` seconds. Timeouts bound every network operation, so this
   catches what they cannot: an answer trickled a byte at a time, an fsync hung on
   a dead volume;
 * the event loop has not run for ``stall_after`` seconds (a heartbeat task stamps
@@ -71,10 +71,9 @@ def liveness(status: LoopStatus, *, now: float, heartbeat_age: float, stall_afte
         return Verdict(False, "the refresh loop has stopped", fields)
     if heartbeat_age > stall_after:
         return Verdict(False, f"the event loop has not run for {heartbeat_age:.0f} s (limit {stall_after:g} s)", fields)
-    if phase == "vending" and now - since > stall_after:
-        return Verdict(
-            False, f"one refresh attempt has been running for {now - since:.0f} s (limit {stall_after:g} s)", fields
-        )
+    if phase in ("starting", "vending") and now - since > stall_after:
+        doing = "start-up (preparing OUT)" if phase == "starting" else "one refresh attempt"
+        return Verdict(False, f"{doing} has been running for {now - since:.0f} s (limit {stall_after:g} s)", fields)
     return Verdict(True, f"alive ({phase})", fields)
 
 

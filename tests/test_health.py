@@ -182,6 +182,7 @@ def status(phase: str, since: float) -> LoopStatus:
         (status("backoff", 0.0), 1.0, True, "alive (backoff)"),  # failing is not wedged
         (status("vending", 990.0), 1.0, True, "alive (vending)"),
         (status("vending", 900.0), 1.0, False, "one refresh attempt has been running for 100 s"),
+        (status("starting", 900.0), 1.0, False, "start-up (preparing OUT) has been running for 100 s"),
         (status("waiting", 0.0), 61.0, False, "the event loop has not run for 61 s"),
         (status("stopped", 999.0), 0.0, False, "the refresh loop has stopped"),
     ],
