@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sidecar_process import start_sidecar, wait_until  # noqa: F401
-from vendor_double import error, grant, raw
+from vendor_double import error, raw
 
 from sidecar.loop import RefreshLoop
 from sidecar.metrics import FAILURE_CLASSES, Metrics
