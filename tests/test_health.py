@@ -129,6 +129,18 @@ def test_unknown_paths_and_methods(start_sidecar) -> None:  # noqa: F811
     assert get(base + "/metrics").status_code == 200
 
 
+def test_ipv6_addresses(start_sidecar, tmp_path: Path) -> None:  # noqa: F811
+    auth = tmp_path / "auth"
+    auth.write_text("ipv6-auth")
+    sidecar = start_sidecar("--health-addr", "[::1]:0", "--serve-container-credentials", "[::1]:0",
+                            "--container-auth-token-file", str(auth))
+    health = sidecar.url()
+    assert health.startswith("http://[::1]:")
+    wait_until(lambda: get(health + "/readyz").status_code == 200, what="/readyz 200 over IPv6")
+    credentials = sidecar.url("container_credentials.listening")
+    assert httpx.get(credentials, headers={"Authorization": "ipv6-auth"}, timeout=5).status_code == 200
+
+
 def test_health_server_is_off_unless_asked(start_sidecar) -> None:  # noqa: F811
     sidecar = start_sidecar()
     sidecar.wait_event("publish")
