@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from .errors import NotPublished
 from .settings import CommonSettings, load
@@ -38,17 +39,17 @@ EXIT_READY, EXIT_NOT_READY = 0, 1
 
 
 class CheckSettings(CommonSettings):
-    """Exit 0 when OUT holds a consistent set with more than --min-remaining seconds
-    left, else 1; one line says why. Reads only the files, never the network."""
+    """Exit 0 when OUT holds a consistent set with more than --min-remaining seconds left, else 1; one line says why. Reads only the files, never the network."""  # noqa: E501 (shown by --help)
 
+    model_config = SettingsConfigDict(cli_prog_name="vend-sidecar check")
     out: Path = Field(description="output directory the sidecar publishes into")
     min_remaining: float = Field(60.0, ge=0, description="seconds of validity the set must still have")
 
 
 class CredentialProcessSettings(CommonSettings):
-    """Print the published set as AWS credential_process JSON (Version 1); exit 1 with
-    a message on stderr when nothing valid is published."""
+    """Print the published set as AWS credential_process JSON (Version 1); exit 1 with a message on stderr when nothing valid is published."""  # noqa: E501 (shown by --help)
 
+    model_config = SettingsConfigDict(cli_prog_name="vend-sidecar credential-process")
     out: Path = Field(description="output directory the sidecar publishes into")
     min_remaining: float = Field(0.0, ge=0, description="refuse a set with this many seconds or fewer left")
 
