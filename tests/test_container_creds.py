@@ -121,3 +121,30 @@ def test_endpoint_requires_the_current_auth_token(start_sidecar, vendor, auth_fi
     denied = [e for e in sidecar.events() if e["event"] == "container_credentials.denied"]
     assert {e["reason"] for e in denied} == {"no Authorization header", "wrong Authorization"}
     assert AUTH not in sidecar.output and "rotated-container-auth-token" not in sidecar.output
+
+
+def test_endpoint_never_serves_a_mixed_set_during_rotations(start_sidecar, vendor, auth_file) -> None:  # noqa: F811
+    # Leases of 2 s: a new generation about every second while the test asks
+    # continuously; every answer must be one complete, self-consistent set.
+    vendor.lifetime = 2.0
+    sidecar = start_sidecar(*serve_flags(auth_file))
+    url = sidecar.url("container_credentials.listening")
+    sidecar.wait_event("publish")
+    seen: set[str] = set()
+    answers = 0
+    with httpx.Client(headers={"Authorization": AUTH}, timeout=5) as client:
+
+        def three_generations() -> bool:
+            nonlocal answers
+            response = client.get(url)
+            if response.status_code == 503:  # expired before a late refresh: refused, never mixed
+                assert response.json()["code"] == "CredentialsNotReady"
+                return False
+            doc = response.raise_for_status().json()
+            answers += 1
+            assert is_consistent(doc["AccessKeyId"], doc["SecretAccessKey"], doc["Token"]), doc["AccessKeyId"]
+            seen.add(doc["AccessKeyId"])
+            return len(seen) >= 3
+
+        wait_until(three_generations, what="three generations through the endpoint")
+    assert answers > len(seen)
