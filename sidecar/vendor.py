@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import anyio
 import httpx
 
 from . import __version__
@@ -126,6 +127,12 @@ class VendorClient:
     def timeout(self) -> float:
         return self._http.timeout.read or 0.0
 
+    @property
+    def attempt_limit(self) -> float:
+        """Overall bound on one attempt: the per-phase timeouts alone let a server that
+        trickles one byte per read timeout hold an attempt forever."""
+        return 3 * self.timeout
+
     async def vend(self, token: Token, request_id: str | None = None) -> Grant:
         """POST one request; return the validated :class:`Grant` or raise a VendorError."""
         request_id = request_id or self._new_request_id()
@@ -134,19 +141,24 @@ class VendorClient:
             "X-Request-Id": request_id,
         }
         try:
-            async with self._http.stream("POST", self.url, json=self.body, headers=headers) as response:
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_BODY_BYTES:
-                        raise InvalidAnswer(
-                            f"vendor answer exceeds {MAX_BODY_BYTES // 1024} KiB; stopped reading",
-                            request_id=request_id,
-                            status=response.status_code,
-                        )
-                status, answer_headers = response.status_code, response.headers
+            with anyio.fail_after(self.attempt_limit):
+                async with self._http.stream("POST", self.url, json=self.body, headers=headers) as response:
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > MAX_BODY_BYTES:
+                            raise InvalidAnswer(
+                                f"vendor answer exceeds {MAX_BODY_BYTES // 1024} KiB; stopped reading",
+                                request_id=request_id,
+                                status=response.status_code,
+                            )
+                    status, answer_headers = response.status_code, response.headers
         except httpx.HTTPError as exc:
             raise _translate(exc, request_id, self.timeout) from exc
+        except TimeoutError as exc:
+            raise TransientVendorError(
+                f"vendor answer took longer than {self.attempt_limit:g} s in total", request_id=request_id
+            ) from exc
         return interpret(status, answer_headers, bytes(body), now=self._clock(), request_id=request_id)
 
     async def aclose(self) -> None:

@@ -108,7 +108,8 @@ def test_readyz_honours_min_remaining(start_sidecar, vendor) -> None:  # noqa: F
 def test_healthz_reports_a_wedged_attempt_and_recovers(start_sidecar, vendor) -> None:  # noqa: F811
     release = threading.Event()
     vendor.script(trickle(release))
-    sidecar = start_sidecar("--health-addr", "127.0.0.1:0", "--timeout", "1", "--stall-after", "2")
+    # --timeout 5: the attempt limit (3 x timeout) stays far beyond --stall-after.
+    sidecar = start_sidecar("--health-addr", "127.0.0.1:0", "--timeout", "5", "--stall-after", "2")
     base = sidecar.url()
     try:
         wedged = wait_until(lambda: (r := get(base + "/healthz")).status_code == 503 and r, what="/healthz 503")

@@ -214,3 +214,30 @@ def test_bad_ca_file_is_a_config_error(tmp_path: Path) -> None:
 def test_derive_is_self_checking() -> None:
     secret, token = derive("ASIA1")
     assert is_consistent("ASIA1", secret, token) and not is_consistent("ASIA2", secret, token)
+
+
+async def test_a_trickling_answer_is_cut_at_the_attempt_limit() -> None:
+    """Each byte arrives within the read timeout, but the whole attempt is bounded."""
+    import asyncio
+
+    from aiohttp import web
+
+    async def trickle(request: web.Request, double: VendorDouble) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        for _ in range(100):
+            await response.write(b" ")
+            await asyncio.sleep(0.1)
+        return response
+
+    with VendorDouble() as double:
+        double.script(trickle)
+        client = VendorClient(
+            vendor_url=double.url, bucket="artifacts", prefix="", actions=["read"], ttl_seconds=900,
+            http=build_http_client(timeout=0.5),
+        )
+        try:
+            with pytest.raises(TransientVendorError, match="longer than 1.5 s in total"):
+                await client.vend(TOKEN)
+        finally:
+            await client.aclose()
