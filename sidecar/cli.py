@@ -21,6 +21,7 @@ import random
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import anyio
 
@@ -66,10 +67,52 @@ async def _stop_on_signals(scope: anyio.CancelScope, on_signal: Callable[[], Non
             return
 
 
+# -- exchange: the vending service (production) or direct STS (sandbox only) --------
+
+
+def _exchanger(settings: RunSettings) -> Any:
+    """The object the loop asks for credentials: ``url``, ``vend()``, ``aclose()``."""
+    if settings.exchange == "sts":
+        import importlib.util
+
+        if importlib.util.find_spec("aiobotocore") is None:
+            raise ConfigError("--exchange sts needs aiobotocore: pip install 'vend-sidecar[sts]'")
+        from .sts import StsExchanger
+
+        return StsExchanger(
+            sts_endpoint=settings.sts_endpoint or "",
+            role_arn=settings.role_arn or "",
+            ttl_seconds=settings.ttl,
+            timeout=settings.timeout,
+            bucket=settings.bucket,
+            prefix=settings.prefix,
+            actions=settings.actions,
+            ca_file=settings.ca_file,
+        )
+    from .vendor import VendorClient, build_http_client
+
+    http = build_http_client(
+        timeout=settings.timeout,
+        ca_file=settings.ca_file,
+        client_cert=settings.client_cert,
+        client_key=settings.client_key,
+    )
+    return VendorClient(
+        vendor_url=settings.vendor_url or "",
+        bucket=settings.bucket or "",
+        prefix=settings.prefix,
+        actions=settings.actions,
+        ttl_seconds=settings.ttl,
+        http=http,
+    )
+
+
+# --
+
+
 async def _run(settings: RunSettings) -> int:
     from .loop import RefreshLoop
     from .publish import Publisher
-    from .vendor import VendorClient, build_http_client
 
     settings.require_vendor()
     # -- operations endpoints (health/metrics, container credentials): only when asked
@@ -80,21 +123,8 @@ async def _run(settings: RunSettings) -> int:
         endpoints = Endpoints(settings)
     # --
     rng = random.Random()
-    http = build_http_client(
-        timeout=settings.timeout,
-        ca_file=settings.ca_file,
-        client_cert=settings.client_cert,
-        client_key=settings.client_key,
-    )
-    async with http:
-        vendor = VendorClient(
-            vendor_url=settings.vendor_url or "",
-            bucket=settings.bucket or "",
-            prefix=settings.prefix,
-            actions=settings.actions,
-            ttl_seconds=settings.ttl,
-            http=http,
-        )
+    vendor = _exchanger(settings)
+    try:
         loop = RefreshLoop(
             token_file=settings.token_file,
             vendor=vendor,
@@ -110,7 +140,8 @@ async def _run(settings: RunSettings) -> int:
             "start",
             version=__version__,
             mode="once" if settings.once else "daemon",
-            vendor_url=settings.vendor_url,
+            exchange=settings.exchange,
+            vendor_url=vendor.url,
             out=str(settings.out),
             token_file=str(settings.token_file),
             bucket=settings.bucket,
@@ -134,6 +165,8 @@ async def _run(settings: RunSettings) -> int:
                 code = EXIT_DEADLINE
                 event(logging.ERROR, "exit", code=code, reason=str(exc))
             tg.cancel_scope.cancel()
+    finally:
+        await vendor.aclose()
     if code == EXIT_OK:
         event(logging.INFO, "exit", code=EXIT_OK)
     return code

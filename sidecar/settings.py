@@ -38,6 +38,7 @@ __all__ = ["CommonSettings", "ENV_PREFIX", "RunSettings", "env_name", "flag_name
 ENV_PREFIX = "VEND_SIDECAR_"
 _BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 Action = Literal["read", "write", "list"]
+_ROLE_ARN_RE = re.compile(r"arn:[a-z0-9-]+:iam::[0-9]*:role/[\w+=,.@/-]{1,128}")
 S = TypeVar("S", bound="CommonSettings")
 
 
@@ -164,6 +165,15 @@ class RunSettings(CommonSettings):
     def stall_after_seconds(self) -> float:
         return self.stall_after if self.stall_after is not None else 3 * self.timeout + 30
 
+    # -- direct STS exchange (sandbox only; sidecar/sts.py) ------------------------
+    exchange: Literal["vendor", "sts"] = Field(
+        "vendor",
+        description="vendor: ask the vending service (production); sts: call AssumeRoleWithWebIdentity "
+        "directly (sandboxes only, needs the sts extra)",
+    )
+    sts_endpoint: str | None = Field(None, description="with --exchange sts: STS endpoint URL (https://, or http:// to loopback)")
+    role_arn: str | None = Field(None, description="with --exchange sts: the role to assume")
+
     @field_validator("actions", mode="before")
     @classmethod
     def _split_actions(cls, value: Any) -> Any:
@@ -196,6 +206,23 @@ class RunSettings(CommonSettings):
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
 
+    @field_validator("sts_endpoint")
+    @classmethod
+    def _check_sts_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_vendor_url(value.strip())
+        except ConfigError as exc:
+            raise ValueError(str(exc).replace("vendor URL", "STS endpoint")) from None
+
+    @field_validator("role_arn")
+    @classmethod
+    def _check_role_arn(cls, value: str | None) -> str | None:
+        if value is not None and not _ROLE_ARN_RE.fullmatch(value.strip()):
+            raise ValueError("must be a role ARN such as arn:aws:iam::123456789012:role/NAME or arn:minio:iam:::role/NAME")
+        return value.strip() if value is not None else None
+
     @field_validator("bucket")
     @classmethod
     def _check_bucket(cls, value: str | None) -> str | None:
@@ -219,7 +246,22 @@ class RunSettings(CommonSettings):
                 "--serve-container-credentials needs --container-auth-token-file "
                 "(VEND_SIDECAR_CONTAINER_AUTH_TOKEN_FILE): callers must present its content as Authorization"
             )
+        self._check_exchange()
         return self
+
+    def _check_exchange(self) -> None:
+        """--exchange sts: its own flags, no silent mixing with the vendor's."""
+        if self.exchange == "vendor":
+            for name in ("sts_endpoint", "role_arn"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{flag_name(name)} / {env_name(name)} applies only with --exchange sts")
+            return
+        if self.vendor_url is not None:
+            raise ValueError("--vendor-url / VEND_SIDECAR_VENDOR_URL does not apply with --exchange sts; remove one")
+        if self.client_cert is not None:
+            raise ValueError("--client-cert is not supported with --exchange sts")
+        if not 900 <= self.ttl <= 43200:
+            raise ValueError("--ttl / VEND_SIDECAR_TTL must be 900..43200 with --exchange sts (STS DurationSeconds)")
 
     @property
     def file_mode_int(self) -> int:
@@ -227,6 +269,11 @@ class RunSettings(CommonSettings):
 
     def require_vendor(self) -> None:
         """The checks that only a run against a vending service needs."""
+        if self.exchange == "sts":
+            for name, example in (("sts_endpoint", "https://minio.example:9000"), ("role_arn", "arn:minio:iam:::role/NAME")):
+                if getattr(self, name) is None:
+                    raise ConfigError(f"--exchange sts needs {flag_name(name)} {example} (or {env_name(name)})")
+            return
         if self.vendor_url is None:
             raise ConfigError(
                 "no vending service configured: pass --vendor-url https://vend.example/ "
