@@ -241,12 +241,12 @@ class DevVendingService:
     async def start(self) -> str:
         app = web.Application(client_max_size=64 * 1024)
         app.router.add_post("/v1/credentials", self._credentials)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self._host, 0))
-        await web.SockSite(self._runner, sock, shutdown_timeout=0.5).start()
+        await web.SockSite(self._runner, sock).start()
         self.url = f"http://{self._host}:{sock.getsockname()[1]}"
         return self.url
 
