@@ -166,7 +166,10 @@ def refreshable_credentials(
     """aiobotocore ``AioRefreshableCredentials`` that re-read ``out_dir`` near expiry.
 
     Every read is :func:`read_credentials` (one ``..data`` resolution, one consistent
-    set). ``lease`` sets the refresh windows (:func:`lease_windows`); by default it is
+    set). In the advisory window a re-read that finds no newer set keeps the current
+    one; in the mandatory window it raises :class:`~sidecar.errors.NotPublished`
+    (botocore passes the error to the API call), so a stalled sidecar shows up as an
+    error before the credentials expire. ``lease`` sets the refresh windows (:func:`lease_windows`); by default it is
     estimated from the first set as ``expiration - publication time``. Raises
     :class:`~sidecar.errors.NotPublished` if nothing valid is published yet.
     Needs aiobotocore (the ``sts`` extra).
@@ -180,7 +183,9 @@ def refreshable_credentials(
     advisory, mandatory = lease_windows(lease)
 
     def refresh() -> dict[str, str]:
-        return _metadata(read_credentials(out, clock=clock))
+        # A set inside the mandatory window is refused, so that botocore raises
+        # instead of quietly signing with credentials about to die.
+        return _metadata(read_credentials(out, min_remaining=mandatory, clock=clock))
 
     return AioRefreshableCredentials(
         access_key=first.access_key_id,

@@ -181,6 +181,7 @@ class StsExchanger:
     async def vend(self, token: Token, request_id: str | None = None) -> Grant:
         """One ``AssumeRoleWithWebIdentity``; the answer is checked like a vendor answer."""
         from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.parsers import ResponseParserError
 
         request_id = request_id or "sts"
         session_name = _SESSION_UNSAFE.sub("-", token.subject or "vend-sidecar")[:64].ljust(2, "-")
@@ -197,8 +198,10 @@ class StsExchanger:
             answer = await sts.assume_role_with_web_identity(**params)
         except ClientError as exc:
             raise translate_client_error(exc, request_id) from exc
-        except BotoCoreError as exc:
-            raise translate_boto_error(exc, request_id, self.timeout) from exc
+        except (BotoCoreError, ResponseParserError) as exc:
+            # Only the class name is kept: a parser error's text holds the raw answer,
+            # which may be a credential set.
+            raise translate_boto_error(exc, request_id, self.timeout) from None
         return self._grant(answer, request_id)
 
     def _grant(self, answer: dict[str, Any], request_id: str) -> Grant:
