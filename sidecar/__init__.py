@@ -10,7 +10,9 @@ Modules, functional core first:
 * :mod:`sidecar.vendor`    the HTTP client for the vending service
 * :mod:`sidecar.publish`   atomic, durable publication (kubelet's AtomicWriter + fsync)
 * :mod:`sidecar.loop`      the refresh loop, the only owner of control flow
-* :mod:`sidecar.consumer`  reading a published set safely
+* :mod:`sidecar.consumer`  reading a published set safely; refreshable aiobotocore credentials
+* :mod:`sidecar.sts`       direct STS exchange, ``--exchange sts`` (sandbox only; lazy aiobotocore)
+* :mod:`sidecar.dev`       the local sandbox behind ``vend-sidecar dev`` (never imported by ``run``)
 * :mod:`sidecar.settings`, :mod:`sidecar.cli`, :mod:`sidecar.logs`
 """
 

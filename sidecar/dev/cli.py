@@ -24,7 +24,7 @@ import re
 import shlex
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
@@ -131,6 +131,18 @@ class _BannerOnFirstPublish(LoopObserver):
 
 
 async def _dev(settings: DevSettings) -> int:
+    """Own the signals from the first moment, so Ctrl-C during start-up also cleans up."""
+    stoppers: list[Callable[[], None]] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_stop_on_signals, tg.cancel_scope, lambda: [stop() for stop in stoppers])
+        try:
+            await _start(settings, stoppers)
+        finally:
+            tg.cancel_scope.cancel()
+    return 0
+
+
+async def _start(settings: DevSettings, stoppers: list[Callable[[], None]]) -> None:
     out = settings.out.resolve()
     with tempfile.TemporaryDirectory(prefix="vend-dev-") as state_name:
         state = Path(state_name)
@@ -148,13 +160,22 @@ async def _dev(settings: DevSettings) -> int:
         moto = MotoServer()
         await anyio.to_thread.run_sync(moto.start)
         try:
-            return await _serve(settings, out, state, grants_file, grants, moto.endpoint)
+            await _serve(settings, out, state, grants_file, grants, moto.endpoint, stoppers)
         finally:
-            await anyio.to_thread.run_sync(moto.stop)
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(moto.stop)
             event(logging.INFO, "dev.stopped")
 
 
-async def _serve(settings: DevSettings, out: Path, state: Path, grants_file: Path, grants: Grants, endpoint: str) -> int:
+async def _serve(
+    settings: DevSettings,
+    out: Path,
+    state: Path,
+    grants_file: Path,
+    grants: Grants,
+    endpoint: str,
+    stoppers: list[Callable[[], None]],
+) -> None:
     provisioned = await provision(endpoint, grants)
     await enforce(endpoint)
     event(logging.INFO, "dev.objectstore", endpoint=endpoint, roles=",".join(sorted(provisioned.role_arns)))
@@ -201,14 +222,14 @@ async def _serve(settings: DevSettings, out: Path, state: Path, grants_file: Pat
                     rng=rng,
                     observer=observer,
                 )
+                stoppers.append(loop.stop)  # ends the token watcher's thread promptly
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(_stop_on_signals, tg.cancel_scope, loop.stop)
                     await tg.start(token_file.run)
                     event(logging.INFO, "dev.ready", vendor_url=vending.url, issuer=issuer.url, out=str(out), lease=settings.lease)
-                    await loop.run()  # runs until the signal cancels the group
+                    await loop.run()  # until a signal cancels the outer group
     finally:
-        await backend.aclose()
-    return 0
+        with anyio.CancelScope(shield=True):
+            await backend.aclose()
 
 
 def cmd_dev(argv: Sequence[str]) -> int:

@@ -134,7 +134,8 @@ class LocalIssuer:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+        with anyio.CancelScope(shield=True):  # finish closing even when shutting down by cancellation
+            await self.aclose()
 
 
 class TokenFile:

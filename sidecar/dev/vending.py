@@ -36,6 +36,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import httpx
 import jwt
 from aiohttp import web
@@ -261,4 +262,5 @@ class DevVendingService:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+        with anyio.CancelScope(shield=True):  # finish closing even when shutting down by cancellation
+            await self.aclose()
