@@ -126,6 +126,7 @@ def test_bad_tokens_get_401_invalid_token(services: DevServices, make_token) -> 
         pytest.param({**BODY, "ttl_seconds": 0}, id="ttl-zero"),
         pytest.param({k: v for k, v in BODY.items() if k != "bucket"}, id="no-bucket"),
         pytest.param({**BODY, "protected_system": "databases"}, id="other-system"),
+        pytest.param(b'{"pad": "' + b"x" * 70_000 + b'"}', id="over-64-KiB"),
     ],
 )
 def test_malformed_requests_get_400_invalid_request(services: DevServices, body: object) -> None:

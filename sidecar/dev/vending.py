@@ -185,7 +185,13 @@ class DevVendingService:
         audit.update(sub=claims.get("sub"), tenant=claims.get("tenant"))
 
         try:
-            body = CredentialRequest.model_validate_json(await request.read())
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            message = "request body is larger than 64 KiB"
+            self._audit(**audit, outcome="invalid_request", message=message)
+            return self._error(400, "invalid_request", message, decision_id=decision_id, request_id=request_id)
+        try:
+            body = CredentialRequest.model_validate_json(raw)
         except ValidationError as exc:
             first = exc.errors(include_input=False)[0]
             where = ".".join(str(p) for p in first.get("loc", ())) or "body"
