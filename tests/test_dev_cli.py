@@ -73,3 +73,15 @@ def test_dev_settings_are_not_defaults_of_run(tmp_path: Path) -> None:
     assert defaults["vendor_url"] is None and defaults["exchange"] == "vendor"
     assert defaults["sts_endpoint"] is None and defaults["role_arn"] is None
     assert not any("127.0.0.1" in str(value) or "localhost" in str(value) for value in defaults.values())
+
+
+def test_a_bad_grants_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    grants = tmp_path / "grants.toml"
+    grants.write_text('[[grant]]\ntenant = "a"\nbucket = "artifacts"\nactions = ["read", "admin"]\n')
+    for path in (grants, tmp_path / "missing.toml"):
+        done = subprocess.run(
+            [sys.executable, "-m", "sidecar", "dev", "--out", str(tmp_path / "out"), "--grants", str(path)],
+            capture_output=True, text=True, timeout=60, env=clean_env(),
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("vend-sidecar: error: --grants: ") and len(done.stderr.splitlines()) == 1

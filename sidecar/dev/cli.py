@@ -132,17 +132,6 @@ class _BannerOnFirstPublish(LoopObserver):
 
 async def _dev(settings: DevSettings) -> int:
     """Own the signals from the first moment, so Ctrl-C during start-up also cleans up."""
-    stoppers: list[Callable[[], None]] = []
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_stop_on_signals, tg.cancel_scope, lambda: [stop() for stop in stoppers])
-        try:
-            await _start(settings, stoppers)
-        finally:
-            tg.cancel_scope.cancel()
-    return 0
-
-
-async def _start(settings: DevSettings, stoppers: list[Callable[[], None]]) -> None:
     out = settings.out.resolve()
     with tempfile.TemporaryDirectory(prefix="vend-dev-") as state_name:
         state = Path(state_name)
@@ -155,16 +144,34 @@ async def _start(settings: DevSettings, stoppers: list[Callable[[], None]]) -> N
                     tenant=settings.tenant, bucket=settings.bucket, prefix=settings.prefix, ttl_max=max(settings.lease, 3600)
                 )
             )
-        grants: Grants = load_grants(grants_file)
+        grants = load_grants(grants_file)  # a bad file is exit 2 before anything starts
 
-        moto = MotoServer()
-        await anyio.to_thread.run_sync(moto.start)
-        try:
-            await _serve(settings, out, state, grants_file, grants, moto.endpoint, stoppers)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(moto.stop)
-            event(logging.INFO, "dev.stopped")
+        stoppers: list[Callable[[], None]] = []
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stop_on_signals, tg.cancel_scope, lambda: [stop() for stop in stoppers])
+            try:
+                await _start(settings, out, state, grants_file, grants, stoppers)
+            except Exception as exc:  # re-raised below, outside the group, unwrapped
+                failure = exc
+            finally:
+                tg.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    return 0
+
+
+async def _start(
+    settings: DevSettings, out: Path, state: Path, grants_file: Path, grants: Grants, stoppers: list[Callable[[], None]]
+) -> None:
+    moto = MotoServer()
+    await anyio.to_thread.run_sync(moto.start)
+    try:
+        await _serve(settings, out, state, grants_file, grants, moto.endpoint, stoppers)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(moto.stop)
+        event(logging.INFO, "dev.stopped")
 
 
 async def _serve(
