@@ -79,6 +79,13 @@ def _exchanger(settings: RunSettings) -> Any:
             raise ConfigError("--exchange sts needs aiobotocore: pip install 'vend-sidecar[sts]'")
         from .sts import StsExchanger
 
+        event(
+            logging.WARNING,
+            "exchange.sts",
+            note="direct STS exchange is for sandboxes only; in production the vending service decides",
+            sts_endpoint=settings.sts_endpoint,
+            role_arn=settings.role_arn,
+        )
         return StsExchanger(
             sts_endpoint=settings.sts_endpoint or "",
             role_arn=settings.role_arn or "",

@@ -161,6 +161,7 @@ def test_cli_once_with_sts_publishes_a_set(tmp_path: Path, moto: MotoProcess) ->
         capture_output=True, text=True, timeout=60, env=env,
     )
     assert done.returncode == 0, done.stderr
+    assert "exchange.sts" in done.stderr and "sandboxes only" in done.stderr
     published = read_credentials(tmp_path / "out")
     assert 880 <= published.expiration.timestamp() - time.time() <= 900
 
