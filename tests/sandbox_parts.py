@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from sidecar.dev.grants import Grants
-from sidecar.dev.issuer import LocalIssuer
+from sidecar.dev.issuer import LocalIssuer, TokenFile
 from sidecar.dev.objectstore import Provisioned, StsBackend, enforce, provision
 from sidecar.dev.vending import DevVendingService
 
@@ -133,6 +133,8 @@ class DevServices:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.minted: list[str] = []
 
     @property
     def vendor_url(self) -> str:
@@ -142,7 +144,9 @@ class DevServices:
     def mint(self, **overrides: Any) -> str:
         claims: dict[str, Any] = {"audience": self.audience, "subject": f"system:serviceaccount:{TENANT}:app", "tenant": TENANT, "lifetime": 600}
         claims.update(overrides)
-        return self.issuer.mint(**claims)
+        token = self.issuer.mint(**claims)
+        self.minted.append(token)  # for secret-leak assertions
+        return token
 
     def start(self, *, provisioned: Provisioned | None = None) -> DevServices:
         self.provisioned = provisioned
@@ -183,10 +187,26 @@ class DevServices:
         await self.vending.start()
 
     async def _teardown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.vending is not None:
             await self.vending.aclose()
         await self.issuer.aclose()
         await self._backend.aclose()
+
+    def token_file(self, directory: Path, *, lifetime: float) -> TokenFile:
+        """A kubelet-style token directory kept fresh by the issuer (new token at 80 %)."""
+        assert self._loop is not None
+        token_file = TokenFile(directory, lambda: self.mint(lifetime=lifetime), lifetime=lifetime)
+
+        async def start() -> None:
+            self._tasks.append(asyncio.current_task())  # type: ignore[arg-type]
+            await token_file.run()
+
+        asyncio.run_coroutine_threadsafe(start(), self._loop)
+        wait_for(lambda: token_file.path.exists(), timeout=10, what="the first token")
+        return token_file
 
     def stop_issuer(self) -> None:
         """Stop serving discovery/JWKS (the vending service must then answer 503)."""

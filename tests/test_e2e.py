@@ -1,7 +1,8 @@
 """End to end through real processes: moto_server (S3/STS/IAM, enforcement on), the dev
 issuer and dev vending service on loopback, and ``vend-sidecar run`` as a subprocess
-with 5 s leases. A consumer using :func:`sidecar.consumer.aio_session` and an
-aiobotocore S3 client works continuously across rotations.
+with 5 s leases, reading a token directory that the issuer rotates kubelet-style
+(8 s tokens, swapped at 80 %). A consumer using :func:`sidecar.consumer.aio_session`
+and an aiobotocore S3 client works continuously across credential and token rotations.
 
 moto never expires STS sessions, so "zero failures" alone would not prove that the
 consumer follows the rotations: the test also requires that it *used* at least four
@@ -30,6 +31,7 @@ from sandbox_parts import AUDIENCE, BUCKET, PREFIX, DevServices, MotoProcess, wa
 
 LEASE = 5
 ROTATIONS = 3
+TOKEN_LIFETIME = 8  # the issuer swaps in a new token every 6.4 s, kubelet-style
 CONSUMER_DEADLINE = 45.0  # seconds; 3 rotations take about 3 x 3.3 s
 
 
@@ -76,9 +78,15 @@ def events(log: Path, name: str) -> list[dict[str, object]]:
     return out
 
 
-async def consume(out: Path, endpoint: str) -> tuple[list[str], int, int, list[str]]:
-    """Put and get under the prefix until ROTATIONS rotations were used; returns
-    (access keys used in order of first use, operations, failures, secrets seen)."""
+def vended_with_rotated_token(log: Path) -> bool:
+    fingerprints = {e.get("fingerprint") for e in events(log, "token.loaded")}
+    return len(fingerprints) >= 2 and bool(events(log, "token.rotated"))
+
+
+async def consume(out: Path, endpoint: str, log: Path) -> tuple[list[str], int, int, list[str]]:
+    """Put and get under the prefix until ROTATIONS rotations were used and the sidecar
+    has vended with a rotated identity token; returns (access keys used in order of
+    first use, operations, failures, secrets seen)."""
     session = aio_session(out)
     used: list[str] = []
     secrets: list[str] = []
@@ -86,7 +94,7 @@ async def consume(out: Path, endpoint: str) -> tuple[list[str], int, int, list[s
     async with session.create_client("s3", endpoint_url=endpoint, region_name="us-east-1") as s3:
         credentials = await session.get_credentials()
         with anyio.fail_after(CONSUMER_DEADLINE):
-            while len(used) < ROTATIONS + 1:
+            while len(used) < ROTATIONS + 1 or not vended_with_rotated_token(log):
                 frozen = await credentials.get_frozen_credentials()
                 if frozen.access_key not in used:
                     used.append(frozen.access_key)
@@ -113,7 +121,7 @@ async def consume(out: Path, endpoint: str) -> tuple[list[str], int, int, list[s
 async def test_consumer_works_across_rotations_and_enforcement_holds(
     tmp_path: Path, services: DevServices, moto: MotoProcess
 ) -> None:
-    token_file = write_token(tmp_path / "tokens", services.mint())
+    token_file = services.token_file(tmp_path / "tokens", lifetime=TOKEN_LIFETIME).path
     out = tmp_path / "out"
     log = tmp_path / "sidecar.log"
     proc = sidecar(
@@ -129,7 +137,7 @@ async def test_consumer_works_across_rotations_and_enforcement_holds(
     )
     try:
         await anyio.to_thread.run_sync(lambda: wait_for(lambda: (out / "..data").is_symlink(), timeout=30, what="the first set"))
-        used, operations, failures, secrets = await consume(out, moto.endpoint)
+        used, operations, failures, secrets = await consume(out, moto.endpoint, log)
 
         assert failures == 0, f"{failures} of {operations} operations failed"
         vended = [str(e["access_key_id"]) for e in events(log, "vend.success")]
@@ -156,7 +164,7 @@ async def test_consumer_works_across_rotations_and_enforcement_holds(
     assert code == 0
     text = log.read_text()
     assert not any(secret in text for secret in secrets)
-    assert token_file.read_text() not in text
+    assert not any(token in text for token in services.minted)
 
 
 def test_a_token_for_another_audience_gets_no_credentials(tmp_path: Path, services: DevServices) -> None:
