@@ -6,9 +6,9 @@
 #   usage: scripts/install-venv.sh SOURCE_DIR VENV_DIR
 #
 # 1. Build the project's wheel, then fetch every runtime dependency as a binary
-#    wheel (--only-binary: never a compiler, in the image or here). Versions come
-#    from pyproject.toml's [project] dependencies; a pip constraints file in
-#    PIP_CONSTRAINT pins them.
+#    wheel (--only-binary: never a compiler, in the image or here). Ranges come
+#    from pyproject.toml's [project] dependencies, exact versions from the
+#    project's constraints.txt (the same pins CI tests with).
 # 2. Create the venv without pip (nothing in it can install more at run time) and
 #    install from those wheels only (--no-index): the set is complete or this fails.
 # 3. Compile every module to .pyc now, with unchecked-hash invalidation: the code is
@@ -28,7 +28,8 @@ wheels=$(mktemp -d)
 trap 'rm -rf "$wheels"' EXIT INT TERM
 
 "$python" -m pip wheel --quiet --no-deps --wheel-dir "$wheels" "$src"
-"$python" -m pip wheel --quiet --only-binary=:all: --wheel-dir "$wheels" "$wheels"/vend_sidecar-*.whl
+"$python" -m pip wheel --quiet --only-binary=:all: --constraint "$src/constraints.txt" \
+    --wheel-dir "$wheels" "$wheels"/vend_sidecar-*.whl
 
 "$python" -m venv --without-pip "$venv"
 "$python" -m pip --python "$venv/bin/python" install --quiet --no-index --find-links "$wheels" \
