@@ -10,8 +10,9 @@
 #      schema: built here, checked by tests/test_k8s.py instead;
 #   3. hadolint passes on the Dockerfile;
 #   4. the project installs into a fresh venv exactly as the image's build stage
-#      does (scripts/install-venv.sh, pip cache reused), `vend-sidecar --help`
-#      runs from it, and running it writes no .pyc (read-only root filesystem).
+#      does (scripts/install-venv.sh on a copy of the build context, pip cache
+#      reused), `vend-sidecar --help` runs from it, and running it writes no .pyc
+#      (read-only root filesystem).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,8 +59,14 @@ done < <(find k8s -name kustomization.yaml | sort)
 hadolint Dockerfile || die "hadolint found problems in the Dockerfile"
 echo "lint: Dockerfile: hadolint clean"
 
-# 4. Install as the image does, then run it.
-PYTHON=python3 scripts/install-venv.sh . "$tmp/venv" || die "installing into a fresh venv failed (scripts/install-venv.sh)"
+# 4. Install as the image does, then run it. The install runs from a copy of exactly
+#    the build context the Dockerfile gets (.dockerignore's allowlist): a file the
+#    build needs but the context lacks fails here too, and no stale build/ in the
+#    checkout can leak into the wheel.
+mkdir "$tmp/context"
+sed -n 's/^!//p' .dockerignore | tar -c --exclude=__pycache__ --exclude='*.pyc' -T - | tar -x -C "$tmp/context"
+PYTHON=python3 "$tmp/context/scripts/install-venv.sh" "$tmp/context" "$tmp/venv" \
+    || die "installing into a fresh venv failed (scripts/install-venv.sh)"
 find "$tmp/venv" -name '*.pyc' | sort >"$tmp/pyc-before"
 env -u PYTHONDONTWRITEBYTECODE "$tmp/venv/bin/vend-sidecar" --help >/dev/null \
     || die "'vend-sidecar --help' failed in the fresh venv"
