@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +51,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(parts[11]) + int(parts[12])) / TICKS  # utime + stime
 
 
+def ready(addr: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{addr}/readyz", timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
 def wait_for(predicate, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -64,6 +73,8 @@ def main() -> int:
     parser.add_argument("--lease", type=float, default=12.0, help="granted lifetime; shorter means more refreshes")
     parser.add_argument("--exe", help="the vend-sidecar to measure (default: this venv's), e.g. one made by "
                         "scripts/install-venv.sh, which holds only the image's runtime dependencies")
+    parser.add_argument("--health-addr", help="also serve /healthz, /readyz and /metrics on HOST:PORT and GET all "
+                        "three every sample (far more often than kubelet and Prometheus do)")
     args = parser.parse_args()
     exe = args.exe or shutil.which("vend-sidecar", path=str(Path(sys.executable).parent)) or "vend-sidecar"
     env = {k: v for k, v in os.environ.items() if not k.startswith("VEND_SIDECAR_")}
@@ -92,9 +103,13 @@ def main() -> int:
 
         # 2. The daemon, refreshing every ~2/3 of the lease.
         started = time.monotonic()
-        proc = subprocess.Popen([exe, "run", "--out", str(out), *common], env=env, stderr=subprocess.DEVNULL)
+        # Leases here are short: readiness must not demand the default 60 s left.
+        health = ["--health-addr", args.health_addr, "--min-remaining", "2"] if args.health_addr else []
+        proc = subprocess.Popen([exe, "run", "--out", str(out), *common, *health], env=env, stderr=subprocess.DEVNULL)
         try:
             wait_for(lambda: (out / "..data").exists(), 30)
+            if args.health_addr:
+                wait_for(lambda: ready(args.health_addr), 30)
             first = time.monotonic() - started
             cpu_first = cpu_seconds(proc.pid)
             first_status = status(proc.pid)
@@ -102,6 +117,10 @@ def main() -> int:
             samples = []
             end = time.monotonic() + args.seconds
             while time.monotonic() < end:
+                if args.health_addr:
+                    for path in ("/healthz", "/readyz", "/metrics"):
+                        with urllib.request.urlopen(f"http://{args.health_addr}{path}", timeout=5) as answer:
+                            answer.read()
                 samples.append((time.monotonic(), cpu_seconds(proc.pid), status(proc.pid)))
                 time.sleep(1.0)
             refreshes = len(vendor.issued) - issued_first
