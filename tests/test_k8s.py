@@ -31,6 +31,7 @@ from pydantic import SecretStr
 
 from sidecar.cli import EXIT_CONFIG, EXIT_DEADLINE, EXIT_REFUSED
 from sidecar.credentials import Credentials
+from sidecar.metrics import FAILURE_CLASSES
 from sidecar.publish import Publisher
 from sidecar.render import FILE_NAMES, render
 from sidecar.settings import RunSettings, env_name, load
@@ -56,7 +57,8 @@ REFS = {
     "ARTIFACTSTORE_S3_CREDENTIAL_EXPIRATION_REF": "expiration",
 }
 
-#: The metric names pinned by the operations issue (#4) and the failure classes.
+#: The metric names pinned by the operations issue (#4); tests/test_k8s_runtime.py
+#: checks them against a running sidecar's /metrics.
 METRICS = {
     "vend_sidecar_credentials_expiry_timestamp_seconds",
     "vend_sidecar_last_success_timestamp_seconds",
@@ -65,7 +67,8 @@ METRICS = {
     "vend_sidecar_vendor_request_duration_seconds",
     "vend_sidecar_token_expiry_timestamp_seconds",
 }
-FAILURE_CLASSES = {"transient", "auth", "denied", "invalid_answer"}
+#: Series the rules may use from elsewhere: the scrape itself and kube-state-metrics.
+EXTERNAL_SERIES = {"up", "kube_pod_init_container_status_ready", "kube_pod_container_status_ready"}
 
 
 # -- rendering ----------------------------------------------------------------------
@@ -413,13 +416,17 @@ def test_alert_rules_use_the_sidecars_metrics(rendered: dict[str, list[dict[str,
         assert alert["annotations"]["summary"] and alert["for"]
         used = set(re.findall(r"\bvend_sidecar_[a-z_]+", alert["expr"]))
         assert used <= METRICS, f"{alert['alert']}: unknown metrics {used - METRICS}"
+        external = set(re.findall(r"\b(?:up|kube_[a-z_]+)\b", alert["expr"]))
+        assert external <= EXTERNAL_SERIES, f"{alert['alert']}: {external - EXTERNAL_SERIES}"
+        assert used or external, alert["alert"]
         classes = set()
         for match in re.findall(r'class=~"([^"]+)"', alert["expr"]):
             classes |= set(match.split("|"))
-        assert classes <= FAILURE_CLASSES, alert["alert"]
+        assert classes <= set(FAILURE_CLASSES), alert["alert"]
         for container in re.findall(r'container="([^"]+)"', alert["expr"]):
             assert container == SIDECAR
-    assert {"VendSidecarCredentialsExpired", "VendSidecarRefreshFailing", "VendSidecarRefreshRefused"} <= {
+    assert {"VendSidecarCredentialsExpiringSoon", "VendSidecarRefreshFailing", "VendSidecarRefusedByPolicy",
+            "VendSidecarNotReady"} <= {
         a["alert"] for a in alerts
     }
 
