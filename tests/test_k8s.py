@@ -18,15 +18,13 @@ scripts/lint.sh's job.)
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
+from manifests import METRICS, SIDECAR, apps_of, build, effective_env, find, mounts, pod_spec, sidecar_of, volume, workloads
 from pydantic import SecretStr
 
 from sidecar.cli import EXIT_CONFIG, EXIT_DEADLINE, EXIT_REFUSED
@@ -36,8 +34,6 @@ from sidecar.publish import Publisher
 from sidecar.render import FILE_NAMES, render
 from sidecar.settings import RunSettings, env_name, load
 
-ROOT = Path(__file__).resolve().parent.parent
-SIDECAR = "vend-sidecar"
 CREDENTIALS_VOLUME = "vend-credentials"
 TOKEN_VOLUME = "vend-token"
 
@@ -47,7 +43,6 @@ BUILDS = {
     "job": "k8s/overlays/job",
     "monitoring": "k8s/monitoring",
 }
-WORKLOAD_KINDS = ("Deployment", "Job", "CronJob")
 
 #: artifact-store's settings and the published file each must name (contract v1).
 REFS = {
@@ -57,16 +52,6 @@ REFS = {
     "ARTIFACTSTORE_S3_CREDENTIAL_EXPIRATION_REF": "expiration",
 }
 
-#: The metric names pinned by the operations issue (#4); tests/test_k8s_runtime.py
-#: checks them against a running sidecar's /metrics.
-METRICS = {
-    "vend_sidecar_credentials_expiry_timestamp_seconds",
-    "vend_sidecar_last_success_timestamp_seconds",
-    "vend_sidecar_refresh_total",
-    "vend_sidecar_refresh_failures_total",
-    "vend_sidecar_vendor_request_duration_seconds",
-    "vend_sidecar_token_expiry_timestamp_seconds",
-}
 #: Series the rules may use from elsewhere: the scrape itself and kube-state-metrics.
 EXTERNAL_SERIES = {"up", "kube_pod_init_container_status_ready", "kube_pod_container_status_ready"}
 
@@ -74,74 +59,9 @@ EXTERNAL_SERIES = {"up", "kube_pod_init_container_status_ready", "kube_pod_conta
 # -- rendering ----------------------------------------------------------------------
 
 
-def kubectl() -> str:
-    path = shutil.which("kubectl")
-    if path is None:
-        pytest.fail("kubectl not found on PATH: install kubectl >= 1.27 (https://kubernetes.io/docs/tasks/tools/#kubectl)")
-    return path
-
-
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
-    for name, path in BUILDS.items():
-        proc = subprocess.run(
-            [kubectl(), "kustomize", str(ROOT / path)], capture_output=True, text=True, timeout=120, check=False
-        )
-        assert proc.returncode == 0, f"kubectl kustomize {path} failed: {proc.stderr}"
-        out[name] = [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
-    return out
-
-
-def find(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [doc for doc in docs if doc["kind"] == kind]
-
-
-def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
-    if workload["kind"] == "CronJob":
-        return workload["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    return workload["spec"]["template"]["spec"]
-
-
-def workloads(rendered: dict[str, list[dict[str, Any]]]) -> Iterator[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
-    for build, docs in rendered.items():
-        for doc in docs:
-            if doc["kind"] in WORKLOAD_KINDS:
-                yield f"{build}/{doc['kind']}/{doc['metadata']['name']}", doc, docs
-
-
-def sidecar_of(spec: dict[str, Any]) -> dict[str, Any]:
-    found = [c for c in spec.get("initContainers", []) + spec["containers"] if c["name"] == SIDECAR]
-    assert len(found) == 1, f"expected exactly one {SIDECAR} container"
-    return found[0]
-
-
-def apps_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    return [c for c in spec["containers"] if c["name"] != SIDECAR]
-
-
-def volume(spec: dict[str, Any], name: str) -> dict[str, Any]:
-    found = [v for v in spec["volumes"] if v["name"] == name]
-    assert len(found) == 1, f"expected exactly one volume {name!r}"
-    return found[0]
-
-
-def mounts(container: dict[str, Any], volume_name: str) -> list[dict[str, Any]]:
-    return [m for m in container.get("volumeMounts", []) if m["name"] == volume_name]
-
-
-def effective_env(container: dict[str, Any], docs: list[dict[str, Any]]) -> dict[str, str]:
-    """The container's environment as kubelet builds it: envFrom first, env wins."""
-    configmaps = {cm["metadata"]["name"]: cm.get("data", {}) for cm in find(docs, "ConfigMap")}
-    env: dict[str, str] = {}
-    for source in container.get("envFrom", []):
-        name = source["configMapRef"]["name"]
-        assert name in configmaps, f"envFrom names ConfigMap {name!r}, which this build does not contain"
-        env.update(configmaps[name])
-    for item in container.get("env", []):
-        assert "value" in item, f"{item['name']} must be a literal value"
-        env[item["name"]] = item["value"]
-    return env
+    return {name: build(path) for name, path in BUILDS.items()}
 
 
 def sidecar_settings(container: dict[str, Any], docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> RunSettings:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -27,23 +26,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sidecar_process import WAIT, SidecarProcess, sidecar_env, wait_until
 from test_health import gated_grant
-from test_k8s import METRICS, effective_env, find, pod_spec
+from manifests import METRICS, build, effective_env, find, pod_spec
 from vendor_double import error
 
 from sidecar.credentials import Credentials
 from sidecar.publish import Publisher
 from sidecar.render import render
 
-ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = str(Path(sys.executable).parent)
-
-
-def build(path: str) -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.fail("kubectl not found on PATH: install kubectl >= 1.27 (https://kubernetes.io/docs/tasks/tools/#kubectl)")
-    proc = subprocess.run([kubectl, "kustomize", str(ROOT / path)], capture_output=True, text=True, timeout=120, check=True)
-    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
 
 
 def sidecar_container(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
