@@ -41,7 +41,7 @@ def kubectl() -> str:
 
 
 def build(path: str) -> list[Doc]:
-    """``kubectl kustomize ROOT/path``, parsed."""
+    """``kubectl kustomize ROOT/path`` (or an absolute path), parsed."""
     proc = subprocess.run([kubectl(), "kustomize", str(ROOT / path)], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, f"kubectl kustomize {path} failed: {proc.stderr}"
     return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]

@@ -17,6 +17,7 @@ scripts/lint.sh's job.)
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -24,7 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
-from manifests import METRICS, SIDECAR, apps_of, build, effective_env, find, mounts, pod_spec, sidecar_of, volume, workloads
+from manifests import METRICS, ROOT, SIDECAR, apps_of, build, effective_env, find, mounts, pod_spec, sidecar_of, volume, workloads
 from pydantic import SecretStr
 
 from sidecar.cli import EXIT_CONFIG, EXIT_DEADLINE, EXIT_REFUSED
@@ -357,3 +358,29 @@ def test_no_rendered_manifest_carries_a_secret(rendered: dict[str, list[dict[str
         assert not find(docs, "Secret"), build
         text = yaml.safe_dump_all(docs)
         assert not re.search(r"(?i)(AKIA|ASIA)[A-Z0-9]{12,}|aws_secret_access_key|BEGIN [A-Z ]*PRIVATE KEY", text), build
+
+
+def test_a_user_overlay_that_changes_the_audience_moves_the_token_with_it(tmp_path: Path) -> None:
+    """The docs' overlay pattern: merge a new audience, include the component again."""
+    overlay = tmp_path / "my-team"
+    overlay.mkdir()
+    base = os.path.relpath(ROOT / "k8s/base", overlay)
+    component = os.path.relpath(ROOT / "k8s/components/vend-sidecar", overlay)
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [base],
+                "components": [component],
+                "configMapGenerator": [
+                    {"name": "vend-sidecar", "behavior": "merge", "literals": ["VEND_SIDECAR_AUDIENCE=vend.prod.example.com"]}
+                ],
+            }
+        )
+    )
+    docs = build(str(overlay))
+    (deployment,) = find(docs, "Deployment")
+    (source,) = volume(pod_spec(deployment), TOKEN_VOLUME)["projected"]["sources"]
+    assert source["serviceAccountToken"]["audience"] == "vend.prod.example.com"
+    assert effective_env(sidecar_of(pod_spec(deployment)), docs)["VEND_SIDECAR_AUDIENCE"] == "vend.prod.example.com"
