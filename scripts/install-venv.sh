@@ -25,7 +25,8 @@ venv=$2
 python=${PYTHON:-python3}
 
 wheels=$(mktemp -d)
-trap 'rm -rf "$wheels"' EXIT INT TERM
+trap 'rm -rf "$wheels"' EXIT
+trap 'exit 1' INT TERM
 
 "$python" -m pip wheel --quiet --no-deps --wheel-dir "$wheels" "$src"
 "$python" -m pip wheel --quiet --only-binary=:all: --constraint "$src/constraints.txt" \

