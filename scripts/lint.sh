@@ -83,11 +83,26 @@ find "$tmp/venv" -name '*.pyc' | sort >"$tmp/pyc-before"
 env -u PYTHONDONTWRITEBYTECODE "$tmp/venv/bin/vend-sidecar" --help >/dev/null \
     || die "'vend-sidecar --help' failed in the fresh venv"
 env -u PYTHONDONTWRITEBYTECODE "$tmp/venv/bin/vend-sidecar" --version
-# Everything a daemon run imports (the CLI imports these lazily).
-env -u PYTHONDONTWRITEBYTECODE "$tmp/venv/bin/python" -c \
-    'import sidecar.cli, sidecar.loop, sidecar.publish, sidecar.vendor, sidecar.consumer, sidecar.token' \
-    || die "the runtime modules do not import in the fresh venv"
+# Every module the image can run imports with the runtime dependencies alone (the
+# CLI imports commands and the health server lazily, so --help alone would not
+# notice a dependency that lives only in an extra). sidecar.dev is the sandbox: it
+# needs the [dev] extra and is not part of the image's job.
+env -u PYTHONDONTWRITEBYTECODE "$tmp/venv/bin/python" -c '
+import importlib, pkgutil, sidecar
+for module in pkgutil.walk_packages(sidecar.__path__, "sidecar."):
+    if not (module.name.startswith("sidecar.dev") or module.name.endswith("__main__")):
+        importlib.import_module(module.name)' \
+    || die "a runtime module does not import in the fresh venv (a dependency missing from [project] dependencies?)"
+# A whole command, as an exec probe runs it: nothing published yet, so exit 1.
+mkdir "$tmp/empty"
+set +e
+env -u PYTHONDONTWRITEBYTECODE "$tmp/venv/bin/vend-sidecar" check --out "$tmp/empty" >"$tmp/check.out" 2>&1
+code=$?
+set -e
+if [ "$code" -ne 1 ] || ! grep -q "no credentials published" "$tmp/check.out"; then
+    die "'vend-sidecar check' on an empty directory: expected exit 1 and a reason, got $code: $(cat "$tmp/check.out")"
+fi
 find "$tmp/venv" -name '*.pyc' | sort >"$tmp/pyc-after"
 diff -u "$tmp/pyc-before" "$tmp/pyc-after" >&2 \
     || die "running wrote .pyc files: scripts/install-venv.sh must compile everything"
-echo "lint: fresh venv install (as in the Dockerfile): vend-sidecar --help ok, no .pyc written at run time"
+echo "lint: fresh venv install (as in the Dockerfile): --help, every runtime module, check: ok; no .pyc written at run time"
