@@ -12,8 +12,9 @@
 #      classic overlay's postStart script;
 #   4. the project installs into a fresh venv exactly as the image's build stage
 #      does (scripts/install-venv.sh on a copy of the build context, pip cache
-#      reused), `vend-sidecar --help` runs from it, and running it writes no .pyc
-#      (read-only root filesystem).
+#      reused); `vend-sidecar --help`, an import of every runtime module and
+#      `vend-sidecar check` run from it, and none of them writes a .pyc (read-only
+#      root filesystem).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
