@@ -80,6 +80,16 @@ def build_http_client(
     )
 
 
+def _os_reason(exc: BaseException) -> str:
+    """The strerror of the first OSError in ``exc``'s chain, else the class name."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    return exc.__class__.__name__
+
+
 def _translate(exc: httpx.HTTPError, request_id: str, timeout: float) -> TransientVendorError:
     if isinstance(exc, httpx.TimeoutException):
         phase = {
@@ -97,6 +107,13 @@ def _translate(exc: httpx.HTTPError, request_id: str, timeout: float) -> Transie
         return TransientVendorError(f"TLS with the vendor failed: {detail}", request_id=request_id)
     if isinstance(exc, httpx.RemoteProtocolError):
         return TransientVendorError("vendor broke the HTTP exchange (connection closed or truncated answer)", request_id=request_id)
+    if isinstance(exc, (httpx.ReadError, httpx.WriteError)):
+        # httpx's message is often empty here; the OSError underneath says what happened.
+        phase = "reading the answer" if isinstance(exc, httpx.ReadError) else "sending the request"
+        return TransientVendorError(
+            f"vendor connection failed while {phase}: {_os_reason(exc)} (connection reset or truncated answer)",
+            request_id=request_id,
+        )
     if isinstance(exc, httpx.ConnectError):
         return TransientVendorError(f"cannot connect to the vendor: {exc}", request_id=request_id)
     return TransientVendorError(f"vendor request failed: {exc.__class__.__name__}: {exc}", request_id=request_id)
