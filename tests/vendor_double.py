@@ -13,7 +13,9 @@ import asyncio
 import hashlib
 import itertools
 import json
+import socket
 import ssl
+import struct
 import threading
 import time
 from collections import deque
@@ -59,6 +61,8 @@ class VendorDouble:
     host: str = "127.0.0.1"
     ssl_context: ssl.SSLContext | None = None
     lifetime: float = 3600.0
+    #: Close every connection after its answer (so a TLS certificate swap takes effect).
+    close_connections: bool = False
     requests: list[Recorded] = field(default_factory=list)
     issued: list[dict[str, object]] = field(default_factory=list)
 
@@ -155,9 +159,10 @@ class VendorDouble:
         self.requests.append(Recorded(request.method, request.path, CIMultiDict(request.headers), body, time.time()))
         with self.lock:
             handler = self._script.popleft() if self._script else None
-        if handler is not None:
-            return await handler(request, self)
-        return await grant()(request, self)
+        response = await (handler or grant())(request, self)
+        if self.close_connections:
+            response.force_close()
+        return response
 
 
 # -- scripted answers ------------------------------------------------------------------
@@ -190,5 +195,91 @@ def error(status: int, code: str | None, reason: str | None = None, *, retry_aft
 def raw(status: int, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None) -> Handler:
     async def handler(request: web.Request, double: VendorDouble) -> web.StreamResponse:
         return web.Response(status=status, body=body, headers={"Content-Type": content_type, **(headers or {})})
+
+    return handler
+
+
+def json_body(status: int, doc: object) -> Handler:
+    """Any JSON document (e.g. a wrong-typed field) with the given status."""
+    return raw(status, json.dumps(doc).encode())
+
+
+def _abort(request: web.Request) -> None:
+    """Drop the connection with a TCP RST (SO_LINGER 0), not a polite FIN."""
+    transport = request.transport
+    assert transport is not None
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def reset() -> Handler:
+    """Connection reset by peer before any answer."""
+
+    async def handler(request: web.Request, double: VendorDouble) -> web.StreamResponse:
+        _abort(request)
+        raise asyncio.CancelledError  # nothing more to say on a dead connection
+
+    return handler
+
+
+def hang(seconds: float) -> Handler:
+    """Answer only after ``seconds`` (longer than the client's read timeout)."""
+
+    async def handler(request: web.Request, double: VendorDouble) -> web.StreamResponse:
+        await asyncio.sleep(seconds)
+        return await grant()(request, double)
+
+    return handler
+
+
+def truncated(declared: int = 4096) -> Handler:
+    """A 200 that promises ``declared`` bytes, sends the start of a grant, then drops."""
+
+    async def handler(request: web.Request, double: VendorDouble) -> web.StreamResponse:
+        body = json.dumps(double.new_credentials()).encode()
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        response.content_length = max(declared, len(body) + 1)
+        await response.prepare(request)
+        await response.write(body[: len(body) // 2])
+        _abort(request)
+        raise asyncio.CancelledError
+
+    return handler
+
+
+def padded(size: int) -> Handler:
+    """A grant whose body is ``size`` bytes long (an unknown field carries the padding)."""
+
+    async def handler(request: web.Request, double: VendorDouble) -> web.StreamResponse:
+        doc: dict[str, object] = double.new_credentials()
+        doc["padding"] = ""
+        filler = size - len(json.dumps(doc))
+        doc["padding"] = "x" * max(filler, 0)
+        return web.json_response(doc)
+
+    return handler
+
+
+def redirect(location: str, status: int = 307) -> Handler:
+    """A redirect to ``location`` (the sidecar must never follow it)."""
+
+    async def handler(request: web.Request, double: VendorDouble) -> web.StreamResponse:
+        return web.Response(status=status, headers={"Location": location})
+
+    return handler
+
+
+def when_token(expected: str, then: Handler, otherwise: Handler) -> Handler:
+    """``then`` if the bearer token is ``expected``, else ``otherwise`` (stays queued:
+    the handler puts itself back until the expected token arrives)."""
+
+    async def handler(request: web.Request, double: VendorDouble) -> web.StreamResponse:
+        if request.headers.get("Authorization") == f"Bearer {expected}":
+            return await then(request, double)
+        with double.lock:
+            double._script.appendleft(handler)
+        return await otherwise(request, double)
 
     return handler
