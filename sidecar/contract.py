@@ -102,7 +102,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit alone admits '²', which float() rejects
         seconds = float(value)
     else:
         try:
