@@ -14,6 +14,7 @@ JWT, or minted for the wrong audience.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -51,6 +52,21 @@ def _claim_str(claims: dict[str, object], name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _numeric_date(exp: object) -> float | None:
+    """The ``exp`` claim as seconds, None when absent; a TokenError when it is not a
+    finite NumericDate (RFC 7519 section 2), e.g. a string, ``1e400`` or NaN."""
+    if exp is None:
+        return None
+    if isinstance(exp, (int, float)) and not isinstance(exp, bool):
+        try:
+            value = float(exp)
+        except OverflowError:
+            value = math.inf
+        if math.isfinite(value):
+            return value
+    raise TokenError("token claim 'exp' is not a finite number of seconds since the epoch; the issuer minted a bad JWT")
+
+
 def decode_token(raw: bytes, *, now: float, audience: str | None = None) -> Token:
     """Strip white space, decode the JWT claims (unverified) and check the obvious.
 
@@ -74,8 +90,7 @@ def decode_token(raw: bytes, *, now: float, audience: str | None = None) -> Toke
     if not isinstance(claims, dict):
         raise TokenError("token claims are not a JSON object")
 
-    exp = claims.get("exp")
-    expires_at = float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
+    expires_at = _numeric_date(claims.get("exp"))
     if expires_at is not None and expires_at <= now:
         raise TokenError(
             f"token expired {int(now - expires_at)} s ago; kubelet should have rotated it "
