@@ -213,6 +213,8 @@ class Publisher:
                             removed = True
                 if removed:
                     self._fsync_fd(root_fd)
+                if live is not None:
+                    self._restore_links(root_fd, live)
             except OSError as exc:
                 raise PublishError(f"cannot clean up {self.root}: {_describe(exc)}") from exc
             return live
@@ -313,6 +315,23 @@ class Publisher:
         except OSError:
             pass
         self._remove_generation(root_fd, generation)
+
+    def _restore_links(self, root_fd: int, live: str) -> None:
+        """Create the visible links of the live set that are missing.
+
+        A crash between the swap (step 6) and the links (step 7) of the very first
+        set leaves ``..data`` complete but the visible names absent. Existing entries
+        are left alone (publish() refuses foreign ones with a clear error).
+        """
+        try:
+            gen_fd = os.open(live, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=root_fd)
+        except FileNotFoundError:
+            return  # ..data dangles; the next publish replaces it
+        try:
+            names = sorted(n for n in os.listdir(gen_fd) if _NAME_RE.fullmatch(n))
+        finally:
+            os.close(gen_fd)
+        self._link_visible(root_fd, names)
 
     def _link_visible(self, root_fd: int, names: list[str]) -> None:
         wanted = set(names)
