@@ -11,14 +11,33 @@ from __future__ import annotations
 import json
 import os
 import stat
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sidecar.publish import DATA_LINK, GENERATION_RE
-from sidecar.render import FILE_NAMES
-from vendor_double import is_consistent
+from pydantic import SecretStr
 
-__all__ = ["check_set", "debris", "files_under", "snapshot"]
+from sidecar.credentials import Credentials
+from sidecar.publish import DATA_LINK, GENERATION_RE
+from sidecar.render import FILE_NAMES, render
+from vendor_double import derive, is_consistent
+
+__all__ = ["STEPS", "check_set", "credential_set", "debris", "files_under", "snapshot"]
+
+#: The publisher's steps, in order (``Publisher.on_step`` names); ``rename`` commits.
+STEPS = ["validate", "compare", "mkdir", "write", "link_tmp", "rename", "links", "cleanup"]
+
+
+def credential_set(access_key: str) -> dict[str, bytes]:
+    """The rendered files of a self-checking set (secret derived from the key)."""
+    secret, token = derive(access_key)
+    return render(
+        Credentials(
+            access_key_id=access_key,
+            secret_access_key=SecretStr(secret),
+            session_token=SecretStr(token),
+            expiration=datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1),
+        )
+    )
 
 
 def snapshot(out: Path) -> dict[str, bytes]:

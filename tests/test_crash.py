@@ -21,34 +21,18 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from conftest import TokenDir
-from published import check_set, debris, snapshot
-from sidecar.credentials import Credentials
+from published import STEPS, check_set, credential_set, debris, snapshot
 from sidecar.publish import Publisher
-from sidecar.render import FILE_NAMES, render
-from vendor_double import VendorDouble, derive
+from sidecar.render import FILE_NAMES
+from vendor_double import VendorDouble
 
-STEPS = ["validate", "compare", "mkdir", "write", "link_tmp", "rename", "links", "cleanup"]
 COMMITTED_FROM = STEPS.index("rename")
 HERE = Path(__file__).parent
-
-
-def credential_set(access_key: str) -> dict[str, bytes]:
-    secret, token = derive(access_key)
-    return render(
-        Credentials(
-            access_key_id=access_key,
-            secret_access_key=SecretStr(secret),
-            session_token=SecretStr(token),
-            expiration=datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1),
-        )
-    )
 
 
 class Crash(Exception):
