@@ -16,11 +16,12 @@ token tests prove recovery without a restart.
 
 from __future__ import annotations
 
+import inspect
 import io
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -65,8 +66,10 @@ class LoopDriver:
         park_backoff: bool = False,
         seed: int = 0,
         on_step: Callable[[str], None] | None = None,
+        audience: str | None = None,
     ) -> None:
         self.now = time.time()
+        self.audience = audience
         self.token_file = token_file
         self.vendor_url = vendor_url
         self.ca_file = ca_file
@@ -80,8 +83,10 @@ class LoopDriver:
         self.waits: list[tuple[str, float]] = []
         #: (class, message) as the loop's status showed them at each backoff.
         self.failures: list[tuple[str | None, str | None]] = []
-        self.on_refresh_wait: Callable[[int], None] = lambda published: None
-        self.on_backoff: Callable[[int], None] = lambda failures: None
+        self.on_refresh_wait: Callable[[int], Awaitable[None] | None] = lambda published: None
+        self.on_backoff: Callable[[int], Awaitable[None] | None] = lambda failures: None
+        #: How many times the loop's token-directory watch reported a change.
+        self.watch_events = 0
         self.loop: RefreshLoop | None = None
         self._target = 1
         self._scope: anyio.CancelScope | None = None
@@ -102,14 +107,25 @@ class LoopDriver:
             if len(self.recorder.grants) >= self._target:
                 self._scope.cancel()
             else:
-                self.on_refresh_wait(len(self.recorder.grants))
+                await _maybe_await(self.on_refresh_wait(len(self.recorder.grants)))
         else:
             status = self.loop.status
             self.failures.append((status.last_error_class, status.last_error))
-            self.on_backoff(len(self.failures))
+            await _maybe_await(self.on_backoff(len(self.failures)))
             if self.park_backoff:
                 await anyio.sleep_forever()  # only a token change (or the test) ends this
         await anyio.lowlevel.checkpoint()
+
+    async def wait_for_watch(self, directory: Path, *, limit: float = 10.0) -> None:
+        """Block until the loop's token watch is live: touch a probe file in
+        ``directory`` until the loop reports a change (bounded, polled)."""
+        seen = self.watch_events
+        probe = directory / ".probe"
+        with anyio.fail_after(limit):
+            while self.watch_events == seen:
+                probe.write_text(str(time.monotonic()))
+                await anyio.sleep(0.05)
+        probe.unlink()
 
     async def run(self, publishes: int, *, limit: float = 20.0) -> None:
         """Run until ``publishes`` sets have been published, or fail after ``limit`` s."""
@@ -128,15 +144,29 @@ class LoopDriver:
                 token_file=self.token_file,
                 vendor=vendor,
                 publisher=self.publisher,
+                audience=self.audience,
                 clock=self.clock,
                 sleep=self._sleep,
                 rng=random.Random(self.seed),
                 observer=self.recorder,
                 watch=self.watch,
             )
+            # Count the watch's reports (a public method, wrapped on this instance only).
+            notify = self.loop.token_changed
+
+            def token_changed() -> None:
+                self.watch_events += 1
+                notify()
+
+            self.loop.token_changed = token_changed  # type: ignore[method-assign]
             with anyio.fail_after(limit):
                 with anyio.CancelScope() as self._scope:
                     await self.loop.run()
+
+
+async def _maybe_await(result: Awaitable[None] | None) -> None:
+    if inspect.isawaitable(result):
+        await result
 
 
 @contextmanager
