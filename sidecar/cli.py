@@ -172,6 +172,11 @@ async def _run(settings: RunSettings) -> int:
             except DeadlineExceeded as exc:
                 code = EXIT_DEADLINE
                 event(logging.ERROR, "exit", code=code, reason=str(exc))
+            except PublishError as exc:
+                # prepare() refused OUT at start-up (a symlink, not a directory, not
+                # creatable): a configuration problem, one line, exit 2.
+                code = EXIT_CONFIG
+                event(logging.ERROR, "exit", code=code, reason=str(exc))
             tg.cancel_scope.cancel()
     finally:
         await vendor.aclose()
