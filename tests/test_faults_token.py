@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from cli_process import log_events, shared_tmp_dir, start_cli, unprivileged_ids, wait_until
 from conftest import TokenDir, make_jwt
 from loop_driver import LoopDriver, capture_logs
 from published import check_set, snapshot
@@ -30,7 +27,6 @@ from sidecar.publish import Publisher
 from vendor_double import VendorDouble, error, grant, when_token
 
 pytestmark = pytest.mark.anyio
-HERE = Path(__file__).parent
 
 
 def _remove(tokens: TokenDir) -> None:
@@ -163,46 +159,8 @@ async def test_rotation_mid_run_after_401_recovers_without_restart(
 
 @pytest.fixture
 def shared_tmp() -> Iterator[Path]:
-    """A directory an unprivileged user can enter (pytest's tmp_path is root-only)."""
-    path = Path(tempfile.mkdtemp(prefix="vend-faults-"))
-    path.chmod(0o755)
-    try:
+    with shared_tmp_dir() as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def unprivileged_ids() -> tuple[int, int]:
-    """nobody when the suite runs as root; otherwise the current user (for whom
-    mode 000 is already unreadable)."""
-    return (65534, 65534) if os.geteuid() == 0 else (os.getuid(), os.getgid())
-
-
-def start_cli(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    uid, gid = unprivileged_ids()
-    return subprocess.Popen(
-        [sys.executable, str(HERE / "unprivileged.py"), str(uid), str(gid), *args, "--log-format", "json"],
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),
-    )
-
-
-def wait_until(predicate: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert proc.poll() is None, f"sidecar exited {proc.returncode}: {log.read_text()[-2000:]}"
-        assert time.monotonic() < deadline, f"condition not reached: {log.read_text()[-2000:]}"
-        time.sleep(0.02)
-
-
-def log_events(log: Path) -> list[dict[str, object]]:
-    out = []
-    for line in log.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass
-    return out
 
 
 def test_unreadable_token_file_is_reported_and_recovered(shared_tmp: Path, vendor: VendorDouble) -> None:
@@ -215,7 +173,9 @@ def test_unreadable_token_file_is_reported_and_recovered(shared_tmp: Path, vendo
     os.chown(out, uid, gid)
     log = shared_tmp / "sidecar.log"
     proc = start_cli(
-        ["--out", str(out), "--vendor-url", vendor.url, "--token-file", str(tokens.path), "--bucket", "artifacts"], log
+        ["--out", str(out), "--vendor-url", vendor.url, "--token-file", str(tokens.path), "--bucket", "artifacts"],
+        log,
+        unprivileged=True,
     )
     try:
         wait_until(lambda: any(e.get("event") == "vend.failure" for e in log_events(log)), proc, log)
