@@ -49,6 +49,7 @@ def start_cli(args: list[str], log: Path, *, unprivileged: bool = False) -> subp
         command = [sys.executable, str(HERE / "unprivileged.py"), str(uid), str(gid)]
     else:
         command = [sys.executable, "-m", "sidecar"]
+    log.touch()
     proc = subprocess.Popen(
         [*command, *args, "--log-format", "json"],
         stdout=subprocess.DEVNULL,
