@@ -10,6 +10,7 @@ byte-identical. ``tests/test_faults_vendor.py`` asserts on the result per fault;
 
 from __future__ import annotations
 
+import os
 import ssl
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import trustme
 
+from conftest import TokenDir, make_jwt
 from loop_driver import LoopDriver
 from published import check_set, snapshot
 from vendor_double import (
@@ -36,7 +38,7 @@ from vendor_double import (
     truncated,
 )
 
-__all__ = ["VENDOR_FAULTS", "FaultRun", "VendorFault", "run_vendor_fault"]
+__all__ = ["TOKEN_FAULTS", "VENDOR_FAULTS", "FaultRun", "VendorFault", "fix_token", "run_vendor_fault"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,36 @@ VENDOR_FAULTS: list[VendorFault] = [
     VendorFault("400-no-body", lambda _: raw(400, b"", "text/plain"), "denied", "no error body", "slow"),
     VendorFault("tls-wrong-ca", None, "transient", "TLS with the vendor failed", "transient", tls=True),
 ]
+
+
+# -- token faults: (name, how to break the token file, what the error must say) ---------
+
+
+def _remove(tokens: TokenDir) -> None:
+    os.unlink(tokens.path)
+
+
+def _directory(tokens: TokenDir) -> None:
+    os.unlink(tokens.path)
+    os.mkdir(tokens.path)
+
+
+def fix_token(tokens: TokenDir) -> None:
+    if tokens.path.is_dir() and not tokens.path.is_symlink():
+        os.rmdir(tokens.path)
+    tokens.write(make_jwt())
+
+
+TOKEN_FAULTS: list[tuple[str, Callable[[TokenDir], None], str]] = [
+    ("missing", _remove, "does not exist"),
+    ("empty", lambda t: t.write(b""), "is empty"),
+    ("white-space-only", lambda t: t.write(b"  \n\t "), "is empty"),
+    ("not-a-jwt", lambda t: t.write("this-is-not-a-jwt"), "does not hold a JWT"),
+    ("binary", lambda t: t.write(b"\xff\xfe\x00garbage"), "does not hold an ASCII JWT"),
+    ("expired", lambda t: t.write(make_jwt(exp=int(time.time()) - 600)), "token expired"),
+    ("directory-in-its-place", _directory, "is a directory"),
+]
+
 
 
 @dataclass

@@ -79,6 +79,16 @@ class LoopDriver:
         self.seed = seed
         self.recorder = Recorder()
         self.publisher = Publisher(out, clock=self.clock, rng=random.Random(seed), on_step=on_step)
+        publish = self.publisher.publish
+
+        def recording_publish(files: dict[str, bytes]) -> PublishResult:
+            try:
+                return publish(files)
+            except BaseException as exc:
+                self.recorder.errors.append(exc)  # publish errors too, for leak checks
+                raise
+
+        self.publisher.publish = recording_publish  # type: ignore[method-assign]
         #: (phase, seconds) of every sleep the loop asked for.
         self.waits: list[tuple[str, float]] = []
         #: (class, message) as the loop's status showed them at each backoff.

@@ -21,38 +21,13 @@ import pytest
 
 from cli_process import log_events, shared_tmp_dir, start_cli, unprivileged_ids, wait_until
 from conftest import TokenDir, make_jwt
+from fault_matrix import TOKEN_FAULTS, fix_token
 from loop_driver import LoopDriver, capture_logs
 from published import check_set, snapshot
 from sidecar.publish import Publisher
 from vendor_double import VendorDouble, error, grant, when_token
 
 pytestmark = pytest.mark.anyio
-
-
-def _remove(tokens: TokenDir) -> None:
-    os.unlink(tokens.path)
-
-
-def _directory(tokens: TokenDir) -> None:
-    os.unlink(tokens.path)
-    os.mkdir(tokens.path)
-
-
-def _fix(tokens: TokenDir) -> None:
-    if tokens.path.is_dir() and not tokens.path.is_symlink():
-        os.rmdir(tokens.path)
-    tokens.write(make_jwt())
-
-
-TOKEN_FAULTS: list[tuple[str, Callable[[TokenDir], None], str]] = [
-    ("missing", _remove, "does not exist"),
-    ("empty", lambda t: t.write(b""), "is empty"),
-    ("white-space-only", lambda t: t.write(b"  \n\t "), "is empty"),
-    ("not-a-jwt", lambda t: t.write("this-is-not-a-jwt"), "does not hold a JWT"),
-    ("binary", lambda t: t.write(b"\xff\xfe\x00garbage"), "does not hold an ASCII JWT"),
-    ("expired", lambda t: t.write(make_jwt(exp=int(time.time()) - 600)), "token expired"),
-    ("directory-in-its-place", _directory, "is a directory"),
-]
 
 
 @pytest.mark.parametrize(("name", "breaks", "says"), TOKEN_FAULTS, ids=[f[0] for f in TOKEN_FAULTS])
@@ -74,7 +49,7 @@ async def test_token_fault_recovers_when_the_file_is_fixed(
     def on_backoff(failures: int) -> None:
         intact.append(snapshot(out) == good)
         if failures == 1:
-            _fix(token_dir)  # the parked backoff must now be woken by the watch
+            fix_token(token_dir)  # the parked backoff must now be woken by the watch
 
     driver.on_refresh_wait = on_refresh_wait
     driver.on_backoff = on_backoff
