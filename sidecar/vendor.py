@@ -81,13 +81,13 @@ def build_http_client(
 
 
 def _os_reason(exc: BaseException) -> str:
-    """The strerror of the first OSError in ``exc``'s chain, else the class name."""
+    """The strerror of the first OSError in ``exc``'s chain, else httpx's own text."""
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, OSError) and cause.strerror:
             return cause.strerror
         cause = cause.__cause__ or cause.__context__
-    return exc.__class__.__name__
+    return str(exc) or exc.__class__.__name__
 
 
 def _translate(exc: httpx.HTTPError, request_id: str, timeout: float) -> TransientVendorError:

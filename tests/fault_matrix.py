@@ -72,6 +72,7 @@ VENDOR_FAULTS: list[VendorFault] = [
     VendorFault("read-timeout", lambda _: hang(30), "transient", "vendor timed out waiting for the answer", "transient", timeout=0.5),
     VendorFault("non-json-200", lambda _: raw(200, b"this is not json"), "invalid_answer", "not JSON", "transient"),
     VendorFault("truncated-body", lambda _: truncated(), "transient", "while reading the answer", "transient"),
+    VendorFault("json-array-200", lambda _: json_body(200, [{"access_key_id": "ASIA"}]), "invalid_answer", "not a JSON object", "transient"),
     VendorFault("empty-200", lambda _: raw(200, b""), "invalid_answer", "not JSON", "transient"),
     VendorFault("html-200", lambda _: raw(200, b"<html><body>login</body></html>", "text/html"), "invalid_answer", "'text/html'", "transient"),
     VendorFault("missing-session-token", lambda _: grant(session_token=None), "invalid_answer", "lacks required field 'session_token'", "transient"),

@@ -105,7 +105,7 @@ async def test_body_over_64_kib_is_abandoned() -> None:
         (httpx.ReadTimeout("t"), "timed out waiting for the answer"),
         (httpx.ConnectError("refused"), "cannot connect"),
         (httpx.RemoteProtocolError("eof"), "broke the HTTP exchange"),
-        (httpx.ReadError("reset"), "vendor request failed"),
+        (httpx.ReadError("reset"), "connection failed while reading the answer: reset"),
     ],
 )
 async def test_transport_errors_are_transient(exc: Exception, message: str) -> None:
