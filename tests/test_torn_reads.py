@@ -114,7 +114,7 @@ def test_no_torn_read_while_the_sidecar_rotates(tmp_path: Path, token_dir: Token
 
     assert counts["careful_torn"] == 0 and counts["json_torn"] == 0, counts["torn_examples"]
     assert counts["careful_reads"] > 1000 and counts["json_reads"] > 1000
-    assert counts["keys_seen"] >= 9  # it really rotated (~1-2 s each over 20 s)
+    assert counts["keys_seen"] >= 8  # it really rotated (every ~1.3-2 s over 20 s; 11-12 measured)
     assert counts["careful_errors"] == 0 and counts["json_errors"] == 0
     check_set(out)
     assert len(snapshot(out)) == 7
