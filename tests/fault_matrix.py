@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import trustme
@@ -55,7 +56,8 @@ class VendorFault:
     says: str
     wait: str | float
     timeout: float = 5.0
-    tls: bool = False
+    #: For TLS faults: the certificate the server switches to (see _bad_leaf).
+    tls: str | None = None
 
 
 def _wrong_types(elsewhere: str) -> Handler:
@@ -87,8 +89,23 @@ VENDOR_FAULTS: list[VendorFault] = [
     VendorFault("403-ttl-out-of-bounds", lambda _: error(403, "denied", "ttl_out_of_bounds"), "denied", "refused the request (403)", "slow"),
     VendorFault("400", lambda _: error(400, "invalid_request"), "denied", "refused the request (400)", "slow"),
     VendorFault("400-no-body", lambda _: raw(400, b"", "text/plain"), "denied", "no error body", "slow"),
-    VendorFault("tls-wrong-ca", None, "transient", "TLS with the vendor failed", "transient", tls=True),
+    VendorFault("tls-wrong-ca", None, "transient", "TLS with the vendor failed: unable to get local issuer", "transient", tls="wrong-ca"),
+    VendorFault("tls-wrong-host", None, "transient", "TLS with the vendor failed: IP address mismatch", "transient", tls="wrong-host"),
+    VendorFault("tls-expired-cert", None, "transient", "TLS with the vendor failed: certificate has expired", "transient", tls="expired"),
 ]
+
+
+def _bad_leaf(kind: str, trusted: trustme.CA) -> trustme.LeafCert:
+    """A server certificate the client must refuse: from an unknown CA, for another
+    host, or expired (all otherwise valid)."""
+    if kind == "wrong-ca":
+        return trustme.CA().issue_cert("127.0.0.1")
+    if kind == "wrong-host":
+        return trusted.issue_cert("vend.elsewhere.test", "127.0.0.2")
+    if kind == "expired":
+        now = datetime.now(UTC)
+        return trusted.issue_cert("127.0.0.1", not_before=now - timedelta(days=30), not_after=now - timedelta(days=1))
+    raise ValueError(kind)
 
 
 # -- token faults: (name, how to break the token file, what the error must say) ---------
@@ -154,7 +171,8 @@ async def run_vendor_fault(fault: VendorFault, *, tmp: Path, token_file: Path, s
         arm: Callable[[], None]
         disarm: Callable[[], None] = lambda: None
         if fault.tls:
-            trusted, rogue = trustme.CA(), trustme.CA()
+            trusted = trustme.CA()
+            bad_leaf = _bad_leaf(fault.tls, trusted)
             server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             good_leaf = trusted.issue_cert("127.0.0.1")
             good_leaf.configure_cert(server)
@@ -163,7 +181,7 @@ async def run_vendor_fault(fault: VendorFault, *, tmp: Path, token_file: Path, s
             # Every answer closes its connection, so each request makes a fresh TLS
             # handshake and a certificate swap takes effect at once.
             double = stack.enter_context(VendorDouble(ssl_context=server, close_connections=True))
-            arm = lambda: rogue.issue_cert("127.0.0.1").configure_cert(server)  # noqa: E731
+            arm = lambda: bad_leaf.configure_cert(server)  # noqa: E731
             disarm = lambda: good_leaf.configure_cert(server)  # noqa: E731
         else:
             double = stack.enter_context(VendorDouble())
