@@ -36,6 +36,7 @@ from vendor_double import (
     redirect,
     reset,
     rfc3339,
+    trickle,
     truncated,
 )
 
@@ -72,6 +73,7 @@ VENDOR_FAULTS: list[VendorFault] = [
     VendorFault("429-retry-after", lambda _: error(429, "rate_limited", retry_after="12"), "transient", "(429)", 12.0),
     VendorFault("connection-reset", lambda _: reset(), "transient", "Connection reset by peer", "transient"),
     VendorFault("read-timeout", lambda _: hang(30), "transient", "vendor timed out waiting for the answer", "transient", timeout=0.5),
+    VendorFault("trickling-answer", lambda _: trickle(0.1, 30), "transient", "longer than 1.5 s in total", "transient", timeout=0.5),
     VendorFault("non-json-200", lambda _: raw(200, b"this is not json"), "invalid_answer", "not JSON", "transient"),
     VendorFault("truncated-body", lambda _: truncated(), "transient", "while reading the answer", "transient"),
     VendorFault("json-array-200", lambda _: json_body(200, [{"access_key_id": "ASIA"}]), "invalid_answer", "not a JSON object", "transient"),

@@ -283,3 +283,19 @@ def when_token(expected: str, then: Handler, otherwise: Handler) -> Handler:
         return await otherwise(request, double)
 
     return handler
+
+
+def trickle(interval: float, seconds: float) -> Handler:
+    """A 200 whose body drips one byte per ``interval`` for ``seconds``: each read
+    finishes within the client's read timeout, the whole answer never does."""
+
+    async def handler(request: web.Request, double: VendorDouble) -> web.StreamResponse:
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        for _ in range(int(seconds / interval)):
+            await response.write(b" ")
+            await asyncio.sleep(interval)
+        await response.write(json.dumps(double.new_credentials()).encode())
+        return response
+
+    return handler
