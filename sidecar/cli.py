@@ -58,7 +58,7 @@ def fail(message: str, argv: Sequence[str], code: int = EXIT_CONFIG) -> int:
     return code
 
 
-async def _stop_on_signals(scope: anyio.CancelScope, on_signal: Callable[[], None]) -> None:
+async def stop_on_signals(scope: anyio.CancelScope, on_signal: Callable[[], None]) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             event(logging.INFO, "shutdown", signal=signal.Signals(signum).name)
@@ -161,7 +161,7 @@ async def _run(settings: RunSettings) -> int:
         if endpoints is not None:
             endpoints.start(loop.status)  # binds now: exit 2 if a port is taken
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_stop_on_signals, tg.cancel_scope, loop.stop)
+            tg.start_soon(stop_on_signals, tg.cancel_scope, loop.stop)
             if endpoints is not None:
                 tg.start_soon(endpoints.run_until_cancelled)  # heartbeat; closes the ports
             try:

@@ -46,8 +46,9 @@ def _read_generation_files(out_dir: Path) -> tuple[dict[str, str], float]:
     file's mtime: the sidecar writes each file once, when it publishes the set).
 
     If the generation is removed between resolving and reading (the writer swapped
-    twice meanwhile), resolve again; a few attempts always suffice because a
-    generation lives for at least a second.
+    once meanwhile and removed the previous generation right after its commit),
+    resolve again; a few attempts suffice because refreshes are normally a second
+    or more apart.
     """
     data_link = out_dir / DATA_LINK
     for _ in range(_ATTEMPTS):

@@ -107,3 +107,22 @@ class FakeClock:
 @pytest.fixture
 def fake_clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """moto_server as a real subprocess on loopback (S3, STS, IAM), one per module."""
+    from sandbox_parts import MotoProcess
+
+    server = MotoProcess(tmp_path_factory.mktemp("moto") / "moto.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def services(moto: object) -> Iterator[object]:
+    """The local issuer and the dev vending service in front of ``moto``."""
+    from sandbox_parts import DevServices
+
+    with DevServices(moto.endpoint) as running:  # type: ignore[attr-defined]
+        yield running

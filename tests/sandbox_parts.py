@@ -24,6 +24,7 @@ from sidecar.dev.grants import Grants
 from sidecar.dev.issuer import LocalIssuer, TokenFile
 from sidecar.dev.objectstore import Provisioned, StsBackend, enforce, provision
 from sidecar.dev.vending import DevVendingService
+from sidecar_process import wait_until
 
 AUDIENCE = "vend.test.local"
 TENANT = "tenant-a"
@@ -38,18 +39,6 @@ GRANTS = Grants.model_validate(
         ]
     }
 )
-
-
-def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 class MotoProcess:
@@ -85,8 +74,8 @@ class MotoProcess:
                     return match.group(1)
             return None
 
-        self.endpoint = wait_for(running_on, timeout=30, what="moto_server to listen")
-        wait_for(self._answers, timeout=30, what="moto_server to answer")
+        self.endpoint = wait_until(running_on, timeout=30, what="moto_server to listen")
+        wait_until(self._answers, timeout=30, what="moto_server to answer")
         return self
 
     def _drain(self) -> None:
@@ -205,7 +194,7 @@ class DevServices:
             await token_file.run()
 
         asyncio.run_coroutine_threadsafe(start(), self._loop)
-        wait_for(lambda: token_file.path.exists(), timeout=10, what="the first token")
+        wait_until(lambda: token_file.path.exists(), timeout=10, what="the first token")
         return token_file
 
     def stop_issuer(self) -> None:

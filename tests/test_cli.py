@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TokenDir
+from sidecar_process import wait_until
 from sidecar.consumer import read_credentials
 from vendor_double import VendorDouble, error
 
@@ -27,14 +28,6 @@ def run(args: list[str], env: dict[str, str] | None = None, timeout: float = 60)
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("VEND_SIDECAR_")}
     full_env.update(env or {})
     return subprocess.run([*EXE, *args], capture_output=True, text=True, timeout=timeout, env=full_env)
-
-
-def wait_for(condition, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 def test_once_publishes_and_exits_zero(vendor: VendorDouble, token_dir: TokenDir, out_dir: Path) -> None:
@@ -108,7 +101,7 @@ def test_signal_stops_cleanly_and_keeps_the_set(vendor: VendorDouble, token_dir:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VEND_SIDECAR_")}
     proc = subprocess.Popen([*EXE, *base_args(vendor, token_dir, out_dir)], stderr=subprocess.PIPE, text=True, env=env)
     try:
-        wait_for(lambda: (out_dir / "..data").exists())
+        wait_until(lambda: (out_dir / "..data").exists(), what="the first publish")
         before = read_credentials(out_dir)
         proc.send_signal(sig)
         proc.wait(timeout=10)

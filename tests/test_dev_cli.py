@@ -14,7 +14,7 @@ from pathlib import Path
 from sidecar.consumer import read_credentials
 from sidecar.settings import RunSettings
 
-from sandbox_parts import wait_for
+from sidecar_process import wait_until
 
 
 def clean_env() -> dict[str, str]:
@@ -32,7 +32,7 @@ def test_dev_prints_a_banner_publishes_rotates_and_stops_cleanly(tmp_path: Path)
         env=clean_env(),
     )
     try:
-        banner = wait_for(lambda: "Try the credentials" in stdout.read_text() and stdout.read_text(), timeout=60, what="the banner")
+        banner = wait_until(lambda: "Try the credentials" in stdout.read_text() and stdout.read_text(), timeout=60, what="the banner")
         assert f"credentials   {out}/" in banner
         endpoint = re.search(r"S3 endpoint\s+(http://127\.0\.0\.1:\d+)", banner)
         assert endpoint, banner
@@ -48,7 +48,7 @@ def test_dev_prints_a_banner_publishes_rotates_and_stops_cleanly(tmp_path: Path)
         assert "refused: AccessDenied" in probe.stdout and "FAIL" not in probe.stdout
 
         # Short leases make rotation visible.
-        wait_for(lambda: read_credentials(out).access_key_id != first.access_key_id, timeout=30, what="a rotation")
+        wait_until(lambda: read_credentials(out).access_key_id != first.access_key_id, timeout=30, what="a rotation")
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)

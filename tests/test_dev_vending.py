@@ -26,19 +26,6 @@ from sandbox_parts import AUDIENCE, BUCKET, PREFIX, TENANT, DevServices, MotoPro
 BODY = {"protected_system": "object-storage", "bucket": BUCKET, "prefix": PREFIX, "actions": ["read", "write"], "ttl_seconds": 300}
 
 
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoProcess]:
-    server = MotoProcess(tmp_path_factory.mktemp("moto") / "moto.log").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def services(moto: MotoProcess) -> Iterator[DevServices]:
-    with DevServices(moto.endpoint) as running:
-        yield running
-
-
 def post(services: DevServices, body: object = BODY, token: str | None = None, *, headers: dict[str, str] | None = None) -> httpx.Response:
     request_id = str(uuid.uuid4())
     sent = {"X-Request-Id": request_id, **(headers or {})}

@@ -27,25 +27,13 @@ from botocore.exceptions import ClientError
 from sidecar.consumer import aio_session, read_credentials
 from sidecar.publish import Publisher
 
-from sandbox_parts import AUDIENCE, BUCKET, PREFIX, DevServices, MotoProcess, wait_for
+from sandbox_parts import AUDIENCE, BUCKET, PREFIX, DevServices, MotoProcess
+from sidecar_process import wait_until
 
 LEASE = 5
 ROTATIONS = 3
 TOKEN_LIFETIME = 8  # the issuer swaps in a new token every 6.4 s, kubelet-style
 CONSUMER_DEADLINE = 45.0  # seconds; 3 rotations take about 3 x 3.3 s
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoProcess]:
-    server = MotoProcess(tmp_path_factory.mktemp("moto") / "moto.log").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def services(moto: MotoProcess) -> Iterator[DevServices]:
-    with DevServices(moto.endpoint) as running:
-        yield running
 
 
 def write_token(directory: Path, token: str) -> Path:
@@ -136,7 +124,7 @@ async def test_consumer_works_across_rotations_and_enforcement_holds(
         log=log,
     )
     try:
-        await anyio.to_thread.run_sync(lambda: wait_for(lambda: (out / "..data").is_symlink(), timeout=30, what="the first set"))
+        await anyio.to_thread.run_sync(lambda: wait_until(lambda: (out / "..data").is_symlink(), timeout=30, what="the first set"))
         used, operations, failures, secrets = await consume(out, moto.endpoint, log)
 
         assert failures == 0, f"{failures} of {operations} operations failed"

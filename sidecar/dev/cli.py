@@ -30,7 +30,7 @@ from pathlib import Path
 import anyio
 from pydantic import Field, field_validator
 
-from ..cli import _stop_on_signals
+from ..cli import stop_on_signals
 from ..credentials import Grant
 from ..logs import configure, event
 from ..loop import LoopObserver, RefreshLoop
@@ -149,7 +149,7 @@ async def _dev(settings: DevSettings) -> int:
         stoppers: list[Callable[[], None]] = []
         failure: Exception | None = None
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_stop_on_signals, tg.cancel_scope, lambda: [stop() for stop in stoppers])
+            tg.start_soon(stop_on_signals, tg.cancel_scope, lambda: [stop() for stop in stoppers])
             try:
                 await _start(settings, out, state, grants_file, grants, stoppers)
             except Exception as exc:  # re-raised below, outside the group, unwrapped

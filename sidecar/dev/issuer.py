@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from ..publish import Publisher
+from .loopback import LoopbackServer
 
 __all__ = ["LocalIssuer", "ROTATE_AT", "TokenFile", "jwk_thumbprint"]
 
@@ -60,7 +60,7 @@ class LocalIssuer:
         self.jwk = {**public, "kid": self.kid, "use": "sig", "alg": "ES256"}
         self._host = host
         self._clock = clock
-        self._runner: web.AppRunner | None = None
+        self._server: LoopbackServer | None = None
         self.url = ""  # set by start(): http://127.0.0.1:PORT
 
     # -- tokens ------------------------------------------------------------------
@@ -115,19 +115,14 @@ class LocalIssuer:
         app = web.Application()
         app.router.add_get("/.well-known/openid-configuration", self._discovery)
         app.router.add_get("/jwks.json", self._jwks)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, 0))
-        await web.SockSite(self._runner, sock).start()
-        self.url = f"http://{self._host}:{sock.getsockname()[1]}"
+        self._server = LoopbackServer(app, self._host)
+        self.url = await self._server.start()
         return self.url
 
     async def aclose(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._server is not None:
+            await self._server.aclose()
+            self._server = None
 
     async def __aenter__(self) -> LocalIssuer:
         await self.start()

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from ..credentials import format_expiration
 from ..logs import event
 from ..sts import s3_policy
 from .grants import CredentialRequest, Grants, decide
+from .loopback import LoopbackServer
 from .objectstore import StsBackend, StsBackendError
 
 __all__ = ["DevVendingService", "JwksCache", "STS_MIN_DURATION"]
@@ -114,7 +114,7 @@ class DevVendingService:
         self.jwks = JwksCache(self.issuer)
         self._host = host
         self._clock = clock
-        self._runner: web.AppRunner | None = None
+        self._server: LoopbackServer | None = None
         self.url = ""
         self.decisions: list[dict[str, object]] = []  # the audit trail, for tests and the banner
 
@@ -248,19 +248,14 @@ class DevVendingService:
     async def start(self) -> str:
         app = web.Application(client_max_size=64 * 1024)
         app.router.add_post("/v1/credentials", self._credentials)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self._host, 0))
-        await web.SockSite(self._runner, sock).start()
-        self.url = f"http://{self._host}:{sock.getsockname()[1]}"
+        self._server = LoopbackServer(app, self._host)
+        self.url = await self._server.start()
         return self.url
 
     async def aclose(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._server is not None:
+            await self._server.aclose()
+            self._server = None
         await self.jwks.aclose()
 
     async def __aenter__(self) -> DevVendingService:
