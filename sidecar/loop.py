@@ -115,6 +115,7 @@ class RefreshLoop:
         self._token_fingerprint: str | None = None  # last token the loop used
         self._watched_fingerprint: str | None = None  # last token the watcher saw
         self._stop = anyio.Event()
+        self._backoff_stop = anyio.Event()  # ends a --once run's backoff-only watch
         self._attempt = _Attempt()
         self._last_refusal: tuple[object, ...] | None = None
         self._deadline: float | None = None
@@ -144,12 +145,21 @@ class RefreshLoop:
                 event(logging.INFO, "token.rotated", token_file=str(self.token_file), fingerprint=digest)
             self._watched_fingerprint = digest
 
-    async def _watch(self) -> None:
-        try:
-            self._watched_fingerprint = hashlib.sha256(self.token_file.read_bytes().strip()).hexdigest()[:12]
-        except OSError:
-            pass
-        async for _ in watch_token(self.token_file, self._stop):
+    async def _watch(self, stop: anyio.Event) -> None:
+        """Watch the token's directory until ``stop`` is set.
+
+        A daemon watches for its whole run, so rotations are logged as they happen and
+        wake an auth/token backoff at once. A ``--once`` run watches only during such a
+        backoff: watchfiles' worker thread cannot be abandoned and notices ``stop`` only
+        at its next wake-up (:data:`sidecar.token.WATCH_STEP_MS`), which would delay
+        every exit of an init container.
+        """
+        if self._watched_fingerprint is None:
+            try:
+                self._watched_fingerprint = hashlib.sha256(self.token_file.read_bytes().strip()).hexdigest()[:12]
+            except OSError:
+                pass
+        async for _ in watch_token(self.token_file, stop):
             self.token_changed()
 
     async def _sleep_or_token_change(self, delay: float, since_version: int) -> None:
@@ -163,7 +173,13 @@ class RefreshLoop:
                 tg.cancel_scope.cancel()
 
             tg.start_soon(wait_change)
-            await self._sleep(delay)
+            if self.once and self._watch_enabled:
+                stop = self._backoff_stop = anyio.Event()
+                tg.start_soon(self._watch, stop)
+            try:
+                await self._sleep(delay)
+            finally:
+                self._backoff_stop.set()  # before the task group waits for the watch thread
             tg.cancel_scope.cancel()
 
     # -- one attempt -----------------------------------------------------------------
@@ -316,8 +332,8 @@ class RefreshLoop:
         failure: Exception | None = None
         try:
             async with anyio.create_task_group() as tg:
-                if self._watch_enabled:
-                    tg.start_soon(self._watch)
+                if self._watch_enabled and not self.once:
+                    tg.start_soon(self._watch, self._stop)
                 try:
                     if self.once:
                         result = await self._run_once()
@@ -337,6 +353,7 @@ class RefreshLoop:
     def stop(self) -> None:
         """Ask the token watcher's worker thread to end (called on shutdown)."""
         self._stop.set()
+        self._backoff_stop.set()
 
     async def _run_once(self) -> Grant:
         self._deadline = self._clock() + self.once_timeout

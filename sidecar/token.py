@@ -142,6 +142,14 @@ def read_token(path: Path, *, now: float, audience: str | None = None) -> Token:
     return decode_token(_read_file(path), now=now, audience=audience)
 
 
+#: How often (ms) watchfiles' worker thread wakes to check its stop event and settle
+#: a burst of changes. Its default, 50 ms, cost an idle sidecar ~60 ms of CPU a
+#: minute (benchmarks/idle.py); a rotation only needs noticing within seconds (it
+#: wakes an auth backoff of seconds to minutes), so the watch wakes once a second.
+#: The price: a stop waits up to this long for the thread.
+WATCH_STEP_MS = 1000
+
+
 async def watch_token(
     path: Path, stop_event: anyio.Event, *, retry_interval: float = 5.0
 ) -> AsyncIterator[None]:
@@ -150,8 +158,9 @@ async def watch_token(
 
     Uses watchfiles (inotify) on the directory, because kubelet publishes a rotation
     by renaming ``..data`` there, which a watch on the file itself would miss. The
-    watch runs in a worker thread that checks ``stop_event`` every 50 ms; set it
-    before cancelling so shutdown is prompt. If the directory does not exist yet,
+    watch runs in a worker thread that checks ``stop_event`` every
+    :data:`WATCH_STEP_MS` and never times out by itself; set the event before
+    cancelling, and expect the thread to take up to that long to notice. If the directory does not exist yet,
     waits ``retry_interval`` and looks again; that is the only timer here, and it
     runs only in that degraded case.
     """
@@ -162,7 +171,13 @@ async def watch_token(
         if directory.is_dir():
             try:
                 async for _changes in awatch(
-                    directory, watch_filter=None, recursive=False, debounce=50, stop_event=stop_event
+                    directory,
+                    watch_filter=None,
+                    recursive=False,
+                    debounce=50,
+                    step=WATCH_STEP_MS,
+                    rust_timeout=0,
+                    stop_event=stop_event,
                 ):
                     yield
             except OSError:
