@@ -56,8 +56,8 @@ LADDER = (
     ("pydantic", "import pydantic, pydantic.types"),
     ("pydantic-settings", "import pydantic_settings"),
     ("pyjwt", "import jwt"),
+    ("watchfiles", "import watchfiles"),
     ("sidecar (run command)", "import sidecar.cli, sidecar.loop, sidecar.vendor, sidecar.publish, sidecar.settings"),
-    ("watchfiles (only during an auth/token backoff)", "import watchfiles"),
 )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from benchmarks.herd import SimResult
 from sidecar.schedule import JITTER_FRACTION, REFRESH_POINT, TRANSIENT_CAP
+from sidecar.token import WATCH_STEP_MS
 
 __all__ = ["machine", "render"]
 
@@ -221,8 +222,7 @@ def render(results: dict[str, Any], *, command: str, when: str, host: dict[str, 
         "Beyond the imports, start-up builds the settings model, loads the CA bundle (certifi; kept "
         "even for this http:// loopback URL because production speaks https), opens one HTTP "
         "connection, vends, and publishes with fsync. `check`, `credential-process` and `dev` are "
-        "imported only when those commands run, and watchfiles only during an auth/token backoff, "
-        "so the floor (which imports watchfiles) is not a strict lower bound."
+        "imported only when those commands run."
     )
     add("")
 
@@ -270,7 +270,7 @@ def render(results: dict[str, Any], *, command: str, when: str, host: dict[str, 
             "and pydantic with pydantic-settings are the bulk; part of each is file-backed shared-library "
             "pages, counted in RSS but shared by every process that maps them). The running sidecar "
             f"adds {start['rss_mib'] - f['import_floor_rss_mib']:.1f} MiB to that floor (its modules, the "
-            "settings model, the CA bundle, one connection). Getting under 40 MiB means dropping a "
+            "settings model, the CA bundle, one connection, the token watch's threads). Getting under 40 MiB means dropping a "
             "dependency (e.g. parsing settings without pydantic-settings), which the project's "
             "standards rule out. USS, the memory this process alone costs, is "
             f"{start['uss_mib']:.1f} MiB. For contrast, importing the same dependencies in the "
@@ -291,10 +291,13 @@ def render(results: dict[str, Any], *, command: str, when: str, host: dict[str, 
     )
     add("")
     add(
-        "The loop waits on one timer (`anyio.sleep` to the refresh point). The token-directory watch "
-        "(watchfiles, whose worker thread wakes every 50 ms to check its stop event) runs only during "
-        "an auth/token backoff, the one wait a rotation should cut short; always on, it was the "
-        "sidecar's only idle cost."
+        "The loop waits on one timer (`anyio.sleep` to the refresh point). What remains is the "
+        "token-directory watch: watchfiles' worker thread wakes every "
+        f"{WATCH_STEP_MS} ms (`sidecar.token.WATCH_STEP_MS`) to check its stop event, which is what "
+        f"the wake-ups above are. Its default step of 50 ms wakes {WATCH_STEP_MS // 50}× as often; the "
+        "longer step means a rotation is noticed within a second or two and a stop waits up to a "
+        "second for the thread, so a `--once` run (init containers) watches only during a token "
+        "backoff and exits without that wait."
     )
     add("")
 

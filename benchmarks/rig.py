@@ -74,13 +74,9 @@ def runtime_python() -> Path:
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(ROOT)], check=True, **quiet)
-    else:
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall", str(ROOT)],
-            check=True,
-            **quiet,
-        )
+    pip = [str(python), "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, str(ROOT)], check=True, **quiet)  # picks up new or changed dependencies
+    subprocess.run([*pip, "--no-deps", "--force-reinstall", str(ROOT)], check=True, **quiet)
     for staging in ("lib", "bdist.linux-x86_64"):  # setuptools leaves its staging copies
         shutil.rmtree(ROOT / "build" / staging, ignore_errors=True)
     return python
