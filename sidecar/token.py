@@ -144,10 +144,11 @@ def read_token(path: Path, *, now: float, audience: str | None = None) -> Token:
 
 #: How often (ms) watchfiles' worker thread wakes to check its stop event and settle
 #: a burst of changes. Its default, 50 ms, cost an idle sidecar ~60 ms of CPU a
-#: minute (benchmarks/idle.py); a rotation only needs noticing within seconds (it
-#: wakes an auth backoff of seconds to minutes), so the watch wakes once a second.
-#: The price: a stop waits up to this long for the thread.
-WATCH_STEP_MS = 1000
+#: minute and once a second still ~4-5 ms (benchmarks/idle.py, ~80 us a wake-up on
+#: a 2-core VM); a rotation only needs noticing within seconds (it wakes an auth
+#: backoff of seconds to minutes). The price: a stop waits up to this long for the
+#: thread, and a rotation is seen one to two steps after it happens.
+WATCH_STEP_MS = 2000
 
 
 async def watch_token(
