@@ -12,8 +12,10 @@ reads the single file ``credentials.json``. A read is *torn* when the access key
 secret and session token do not belong together (the vending double derives the
 secret and token from the key), when a file is empty or partial, or when
 ``credentials.json`` does not parse or names a different key. A snapshot that
-vanished under the reader (the writer swapped twice meanwhile) is counted as
-``retry_exhausted``, never as a good or torn read.
+kept vanishing under the reader (the writer swapped again and again meanwhile) is
+counted as ``retry_exhausted``, and a ``credentials.json`` open that resolved into a
+generation the writer was just removing (ENOENT) as ``json_vanished``; neither is a
+good or a torn read.
 """
 
 from __future__ import annotations
@@ -56,9 +58,19 @@ def read_once(out: Path, counts: dict[str, int]) -> None:
     if not (key and is_consistent(key, secret, token)):
         counts["snapshot_torn"] += 1
     try:
-        doc = json.loads((out / "credentials.json").read_bytes())
+        raw = (out / "credentials.json").read_bytes()
+    except FileNotFoundError:
+        # The link resolved into the previous generation just as the writer removed it:
+        # an error the reader retries, never mixed data.
+        counts["json_vanished"] += 1
+        return
+    except OSError:
+        counts["errors"] += 1
+        return
+    try:
+        doc = json.loads(raw)
         good = is_consistent(doc["AccessKeyId"], doc["SecretAccessKey"], doc["SessionToken"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         good = False
     counts["json_reads"] += 1
     if not good:
@@ -69,7 +81,9 @@ def main() -> None:
     out = Path(sys.argv[1])
     stop = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
-    counts = dict.fromkeys(("snapshot_reads", "snapshot_torn", "json_reads", "json_torn", "retry_exhausted", "errors"), 0)
+    counts = dict.fromkeys(
+        ("snapshot_reads", "snapshot_torn", "json_reads", "json_torn", "json_vanished", "retry_exhausted", "errors"), 0
+    )
     read_once(out, counts)
     print("ready", flush=True)
     while not stop.is_set():

@@ -343,12 +343,18 @@ def render(results: dict[str, Any], *, command: str, when: str, host: dict[str, 
         )
         add("")
     retries = sum(p[k]["reader"]["retry_exhausted"] for k in ("atomic_tmpfs", "atomic_disk"))
+    vanished = sum(p[k]["reader"].get("json_vanished", 0) for k in ("atomic_tmpfs", "atomic_disk"))
     add(
         f"The naive writer tore {naive_tmpfs['reader']['snapshot_torn']:,} of "
         f"{naive_tmpfs['reader']['snapshot_reads']:,} reads on tmpfs and "
         f"{naive_disk['reader']['snapshot_torn']:,} of {naive_disk['reader']['snapshot_reads']:,} on disk; "
-        f"the project's publisher tore none. Snapshot reads that gave up because the set changed "
-        f"under them five times in a row (never returned as torn): {retries}. On disk, latency is "
+        f"the project's publisher tore {torn_atomic or 'none'}. Snapshot reads that gave up because the set changed "
+        f"under them five times in a row (never returned as torn): {retries}. Opens of "
+        f"`credentials.json` that failed with ENOENT because the link resolved into the previous "
+        f"generation just as the writer removed it: {vanished} (kubelet's AtomicWriter has the same "
+        "window: a reader gets an error, never mixed data, and should retry; keeping the previous "
+        "generation until the next publish would close it). "
+        "On disk, latency is "
         f"the virtual disk's fsync (p99 {disk['p99_ms']:.1f} ms for the atomic writer, which also "
         "fsyncs the generation directory and OUT on top of the naive writer's one fsync per file); "
         "the sidecar publishes once per refresh, in a worker thread, so this never blocks the loop."
