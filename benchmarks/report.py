@@ -295,9 +295,8 @@ def render(results: dict[str, Any], *, command: str, when: str, host: dict[str, 
         "token-directory watch: watchfiles' worker thread wakes every "
         f"{WATCH_STEP_MS} ms (`sidecar.token.WATCH_STEP_MS`) to check its stop event, which is what "
         f"the wake-ups above are. Its default step of 50 ms wakes {WATCH_STEP_MS // 50}× as often; the "
-        "longer step means a rotation is noticed within a second or two and a stop waits up to a "
-        "second for the thread, so a `--once` run (init containers) watches only during a token "
-        "backoff and exits without that wait."
+        "longer step means a rotation is noticed within one to two steps. The watch runs in a daemon "
+        "thread that nobody waits for, so the step never delays a stop or a `--once` exit."
     )
     add("")
 

@@ -35,7 +35,7 @@ from .logs import event
 from .publish import Publisher, PublishResult
 from .render import render
 from .schedule import FailureWait, failure_class, is_slow, refresh_delay, retryable
-from .token import Token, read_token, watch_token
+from .token import Token, TokenWatch, read_token
 from .vendor import VendorClient
 
 __all__ = ["LoopObserver", "LoopStatus", "RefreshLoop"]
@@ -114,8 +114,7 @@ class RefreshLoop:
         self._token_changed = anyio.Event()
         self._token_fingerprint: str | None = None  # last token the loop used
         self._watched_fingerprint: str | None = None  # last token the watcher saw
-        self._stop = anyio.Event()
-        self._backoff_stop = anyio.Event()  # ends a --once run's backoff-only watch
+        self._watch = TokenWatch(self.token_file, lambda: self.token_changed())
         self._attempt = _Attempt()
         self._last_refusal: tuple[object, ...] | None = None
         self._deadline: float | None = None
@@ -145,23 +144,6 @@ class RefreshLoop:
                 event(logging.INFO, "token.rotated", token_file=str(self.token_file), fingerprint=digest)
             self._watched_fingerprint = digest
 
-    async def _watch(self, stop: anyio.Event) -> None:
-        """Watch the token's directory until ``stop`` is set.
-
-        A daemon watches for its whole run, so rotations are logged as they happen and
-        wake an auth/token backoff at once. A ``--once`` run watches only during such a
-        backoff: watchfiles' worker thread cannot be abandoned and notices ``stop`` only
-        at its next wake-up (:data:`sidecar.token.WATCH_STEP_MS`), which would delay
-        every exit of an init container.
-        """
-        if self._watched_fingerprint is None:
-            try:
-                self._watched_fingerprint = hashlib.sha256(self.token_file.read_bytes().strip()).hexdigest()[:12]
-            except OSError:
-                pass
-        async for _ in watch_token(self.token_file, stop):
-            self.token_changed()
-
     async def _sleep_or_token_change(self, delay: float, since_version: int) -> None:
         if self._token_version != since_version:
             return  # changed while the attempt ran: retry at once
@@ -173,13 +155,7 @@ class RefreshLoop:
                 tg.cancel_scope.cancel()
 
             tg.start_soon(wait_change)
-            if self.once and self._watch_enabled:
-                stop = self._backoff_stop = anyio.Event()
-                tg.start_soon(self._watch, stop)
-            try:
-                await self._sleep(delay)
-            finally:
-                self._backoff_stop.set()  # before the task group waits for the watch thread
+            await self._sleep(delay)
             tg.cancel_scope.cancel()
 
     # -- one attempt -----------------------------------------------------------------
@@ -328,32 +304,24 @@ class RefreshLoop:
         live = await anyio.to_thread.run_sync(self.publisher.prepare)
         if live is not None:
             event(logging.INFO, "publish.found", out=str(self.publisher.root), generation=live)
-        result: Grant | None = None
-        failure: Exception | None = None
+        if self._watch_enabled:
+            try:
+                self._watched_fingerprint = hashlib.sha256(self.token_file.read_bytes().strip()).hexdigest()[:12]
+            except OSError:
+                pass
+            self._watch.start()
         try:
-            async with anyio.create_task_group() as tg:
-                if self._watch_enabled and not self.once:
-                    tg.start_soon(self._watch, self._stop)
-                try:
-                    if self.once:
-                        result = await self._run_once()
-                    else:
-                        await self._run_forever()
-                except Exception as exc:  # re-raised below, unwrapped from the task group
-                    failure = exc
-                finally:
-                    self.stop()
-                    tg.cancel_scope.cancel()
+            if self.once:
+                return await self._run_once()
+            await self._run_forever()
+            return None  # pragma: no cover - _run_forever only ends by an exception
         finally:
+            self.stop()
             self._enter("stopped")
-        if failure is not None:
-            raise failure
-        return result
 
     def stop(self) -> None:
-        """Ask the token watcher's worker thread to end (called on shutdown)."""
-        self._stop.set()
-        self._backoff_stop.set()
+        """Stop watching the token's directory (never blocks; see TokenWatch)."""
+        self._watch.stop()
 
     async def _run_once(self) -> Grant:
         self._deadline = self._clock() + self.once_timeout

@@ -3,7 +3,7 @@
 The token is an IAM Profile v0.2 JWT or a projected service-account token. kubelet
 rotates it by swapping the ``..data`` symlink in the token's directory (see
 ``shared/notes/facts.md``), so the file is opened anew for every read and never held
-open, and :func:`watch_token` watches the *directory*.
+open, and :class:`TokenWatch` watches the *directory*.
 
 The claims are decoded with pyjwt *without* verifying the signature: the vending
 service verifies; the sidecar only wants ``iss``, ``sub``, ``tenant``, ``aud`` and
@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from pydantic import SecretStr
 
 from .errors import TokenError
 
-__all__ = ["MAX_TOKEN_BYTES", "Token", "decode_token", "read_token", "watch_token"]
+__all__ = ["MAX_TOKEN_BYTES", "WATCH_STEP_MS", "Token", "TokenWatch", "decode_token", "read_token"]
 
 MAX_TOKEN_BYTES = 64 * 1024
 
@@ -142,48 +143,72 @@ def read_token(path: Path, *, now: float, audience: str | None = None) -> Token:
     return decode_token(_read_file(path), now=now, audience=audience)
 
 
-#: How often (ms) watchfiles' worker thread wakes to check its stop event and settle
-#: a burst of changes. Its default, 50 ms, cost an idle sidecar ~60 ms of CPU a
-#: minute and once a second still ~4-5 ms (benchmarks/idle.py, ~80 us a wake-up on
-#: a 2-core VM); a rotation only needs noticing within seconds (it wakes an auth
-#: backoff of seconds to minutes). The price: a stop waits up to this long for the
-#: thread, and a rotation is seen one to two steps after it happens.
+#: How often (ms) watchfiles' worker wakes to check its stop event and settle a burst
+#: of changes. Its default, 50 ms, cost an idle sidecar ~60 ms of CPU a minute and
+#: once a second still ~4-5 ms (benchmarks/idle.py, ~80 us a wake-up on a 2-core VM);
+#: a rotation only needs noticing within seconds (it wakes an auth backoff of seconds
+#: to minutes), so a rotation is seen one to two steps after it happens. The step
+#: never delays shutdown: the watch runs in a daemon thread nobody waits for.
 WATCH_STEP_MS = 2000
 
 
-async def watch_token(
-    path: Path, stop_event: anyio.Event, *, retry_interval: float = 5.0
-) -> AsyncIterator[None]:
-    """Yield once each time something changes in the token's directory, until
-    ``stop_event`` is set.
+class TokenWatch:
+    """Watches the token's directory and calls ``on_change`` in the event loop.
 
-    Uses watchfiles (inotify) on the directory, because kubelet publishes a rotation
-    by renaming ``..data`` there, which a watch on the file itself would miss. The
-    watch runs in a worker thread that checks ``stop_event`` every
-    :data:`WATCH_STEP_MS` and never times out by itself; set the event before
-    cancelling, and expect the thread to take up to that long to notice. If the directory does not exist yet,
-    waits ``retry_interval`` and looks again; that is the only timer here, and it
-    runs only in that degraded case.
+    Uses watchfiles (inotify) on the *directory*, because kubelet publishes a rotation
+    by renaming ``..data`` there, which a watch on the file itself would miss.
+
+    The watch runs ``watchfiles.watch`` in its own daemon thread and hands each batch
+    of changes to the event loop with ``anyio.from_thread.run_sync``. It is a daemon
+    thread rather than an anyio worker because watchfiles' worker notices its stop
+    event only at its next wake-up (:data:`WATCH_STEP_MS`), and nothing should wait for
+    that: :meth:`stop` returns at once, the thread ends by itself within a step, and
+    a process that exits first simply leaves it behind. If the directory does not
+    exist yet, the thread looks again every ``retry_interval`` seconds; that is the
+    only timer here, and it runs only in that degraded case.
     """
-    from watchfiles import awatch  # lazily: its start-up cost only when a watch runs
 
-    directory = path.parent
-    while not stop_event.is_set():
-        if directory.is_dir():
-            try:
-                async for _changes in awatch(
-                    directory,
-                    watch_filter=None,
-                    recursive=False,
-                    debounce=50,
-                    step=WATCH_STEP_MS,
-                    rust_timeout=0,
-                    stop_event=stop_event,
-                ):
-                    yield
-            except OSError:
-                pass  # the directory vanished or cannot be watched; look again below
-        if stop_event.is_set():
-            return
-        with anyio.move_on_after(retry_interval):
-            await stop_event.wait()
+    def __init__(self, path: Path, on_change: Callable[[], None], *, retry_interval: float = 5.0) -> None:
+        self.directory = Path(path).parent
+        self._on_change = on_change
+        self._retry_interval = retry_interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start watching; call from inside the event loop that should be notified."""
+        token = anyio.lowlevel.current_token()
+        self._thread = threading.Thread(target=self._run, args=(token,), name="vend-token-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to end; never blocks."""
+        self._stop.set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self, token: object) -> None:
+        from watchfiles import watch  # lazily: its start-up cost only when a watch runs
+
+        while not self._stop.is_set():
+            if self.directory.is_dir():
+                try:
+                    for _changes in watch(
+                        self.directory,
+                        watch_filter=None,
+                        recursive=False,
+                        debounce=50,
+                        step=WATCH_STEP_MS,
+                        rust_timeout=0,
+                        stop_event=self._stop,
+                        raise_interrupt=False,
+                    ):
+                        try:
+                            anyio.from_thread.run_sync(self._on_change, token=token)  # type: ignore[arg-type]
+                        except RuntimeError:
+                            return  # the event loop has ended
+                except OSError:
+                    pass  # the directory vanished or cannot be watched; look again below
+            self._stop.wait(self._retry_interval)

@@ -1,10 +1,9 @@
-"""A ``--once`` run watches the token only during a token backoff (real watch, real
-vending double); a 401 or 403 ends a ``--once`` run instead of backing off.
+"""A rotation cuts a ``--once`` run's token backoff short (real watch, real vending
+double), and the watch never holds up the run's end.
 
-watchfiles' worker thread cannot be abandoned and notices its stop event only at its
-next wake-up, so a watch that ran for the whole of a ``--once`` run would hold up
-every exit; these tests pin down that the watch runs exactly when a rotation should
-cut a wait short, and that it still does.
+watchfiles' worker notices its stop event only at its next wake-up (every
+``WATCH_STEP_MS``), so the watch runs in a daemon thread that nobody waits for:
+``run()`` returns as soon as the set is published, and the thread ends by itself.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ async def _until(condition, what: str, timeout: float = 10.0) -> None:  # type: 
             await anyio.sleep(0.01)
 
 
-async def test_once_watches_only_during_a_token_backoff_and_a_rotation_ends_it(
+async def test_a_rotation_ends_a_once_token_backoff_and_the_watch_ends_by_itself(
     vendor: VendorDouble, token_dir: TokenDir, out_dir: Path
 ) -> None:
     vendor.script(error(503, "backend_unavailable"))
@@ -76,7 +75,7 @@ async def test_once_watches_only_during_a_token_backoff_and_a_rotation_ends_it(
             grant = await loop.run()
 
     assert grant is not None
-    assert seen[0] == ("transient", [])  # no watch during a transient backoff
+    assert seen[0][0] == "transient"
     assert seen[1][0] == "token"
     assert len(seen) == 2 and len(vendor.requests) == 2
     sent = [r.headers["Authorization"].removeprefix("Bearer ") for r in vendor.requests]
@@ -84,4 +83,4 @@ async def test_once_watches_only_during_a_token_backoff_and_a_rotation_ends_it(
     deadline = time.monotonic() + 10
     while _watch_threads() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert _watch_threads() == []  # the backoff's watch ended with it
+    assert _watch_threads() == []  # the watch ended by itself after run() returned

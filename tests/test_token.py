@@ -10,7 +10,7 @@ import pytest
 
 from conftest import TokenDir, make_jwt
 from sidecar.errors import TokenError
-from sidecar.token import MAX_TOKEN_BYTES, decode_token, read_token, watch_token
+from sidecar.token import MAX_TOKEN_BYTES, TokenWatch, decode_token, read_token
 
 NOW = time.time()
 
@@ -80,34 +80,43 @@ def test_read_follows_kubelet_rotation(token_dir: TokenDir) -> None:
 
 @pytest.mark.anyio
 async def test_watch_sees_a_kubelet_style_swap(token_dir: TokenDir) -> None:
-    stop = anyio.Event()
     seen = anyio.Event()
-
-    async def watch() -> None:
-        async for _ in watch_token(token_dir.path, stop):
-            seen.set()
-
-    with anyio.fail_after(20):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch)
-            # The watch is armed once its worker thread runs; rotate until it reports.
+    watch = TokenWatch(token_dir.path, seen.set)
+    watch.start()
+    try:
+        with anyio.fail_after(20):
+            # The watch is armed once its thread runs; rotate until it reports.
             while not seen.is_set():
                 token_dir.write(make_jwt(sub=f"rotated-{time.time_ns()}"))
                 with anyio.move_on_after(0.5):
                     await seen.wait()
-            stop.set()
+    finally:
+        watch.stop()
+    assert watch.directory == token_dir.root
 
 
 @pytest.mark.anyio
-async def test_watch_waits_for_a_missing_directory_and_stops(tmp_path: Path) -> None:
-    stop = anyio.Event()
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
+async def test_watch_waits_for_a_missing_directory_then_sees_it(tmp_path: Path) -> None:
+    seen = anyio.Event()
+    watch = TokenWatch(tmp_path / "later" / "vend-token", seen.set, retry_interval=0.05)
+    watch.start()
+    try:
+        with anyio.fail_after(20):
+            tokens = TokenDir(tmp_path / "later")
+            while not seen.is_set():
+                tokens.write(make_jwt(sub=f"late-{time.time_ns()}"))
+                with anyio.move_on_after(0.5):
+                    await seen.wait()
+    finally:
+        watch.stop()
 
-            async def watch() -> None:
-                async for _ in watch_token(tmp_path / "absent" / "token", stop, retry_interval=0.05):
-                    pass
 
-            tg.start_soon(watch)
-            await anyio.sleep(0.2)
-            stop.set()
+@pytest.mark.anyio
+async def test_stop_never_blocks_and_the_thread_ends_by_itself(token_dir: TokenDir) -> None:
+    watch = TokenWatch(token_dir.path, lambda: None)
+    watch.start()
+    assert watch.running
+    watch.stop()  # returns at once; the daemon thread notices within a step
+    with anyio.fail_after(20):
+        while watch.running:
+            await anyio.sleep(0.05)
