@@ -21,7 +21,7 @@ import random
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -29,6 +29,9 @@ from . import __version__
 from .errors import AuthRejected, ConfigError, DeadlineExceeded, Denied, PublishError
 from .logs import configure, event
 from .settings import RunSettings, load
+
+if TYPE_CHECKING:
+    from .loop import Exchanger
 
 __all__ = ["EXIT_CONFIG", "EXIT_DEADLINE", "EXIT_NOT_READY", "EXIT_OK", "EXIT_REFUSED", "main"]
 
@@ -70,7 +73,7 @@ async def stop_on_signals(scope: anyio.CancelScope, on_signal: Callable[[], None
 # -- exchange: the vending service (production) or direct STS (sandbox only) --------
 
 
-def _exchanger(settings: RunSettings) -> Any:
+def _exchanger(settings: RunSettings) -> Exchanger:
     """The object the loop asks for credentials: ``url``, ``vend()``, ``aclose()``."""
     if settings.exchange == "sts":
         import importlib.util
@@ -114,9 +117,6 @@ def _exchanger(settings: RunSettings) -> Any:
     )
 
 
-# --
-
-
 async def _run(settings: RunSettings) -> int:
     from .loop import RefreshLoop
     from .publish import Publisher
@@ -128,7 +128,6 @@ async def _run(settings: RunSettings) -> int:
         from .endpoints import Endpoints
 
         endpoints = Endpoints(settings)
-    # --
     rng = random.Random()
     vendor = _exchanger(settings)
     try:

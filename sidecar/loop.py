@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
@@ -36,11 +37,21 @@ from .publish import Publisher, PublishResult
 from .render import render
 from .schedule import FailureWait, failure_class, is_slow, refresh_delay, retryable
 from .token import Token, TokenWatch, read_token
-from .vendor import VendorClient
 
-__all__ = ["LoopObserver", "LoopStatus", "RefreshLoop"]
+__all__ = ["Exchanger", "LoopObserver", "LoopStatus", "RefreshLoop"]
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class Exchanger(Protocol):
+    """What the loop asks for credentials: the vending service (:class:`VendorClient`)
+    or, in sandboxes, direct STS (:class:`sidecar.sts.StsExchanger`)."""
+
+    url: str
+
+    async def vend(self, token: Token, request_id: str | None = None) -> Grant: ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass
@@ -87,7 +98,7 @@ class RefreshLoop:
         self,
         *,
         token_file: Path,
-        vendor: VendorClient,
+        vendor: Exchanger,
         publisher: Publisher,
         audience: str | None = None,
         clock: Callable[[], float] = time.time,

@@ -147,15 +147,17 @@ async def test_auth_rejection_retries_at_once_when_the_token_rotates(vendor: Ven
             tg.start_soon(loop.run)
             while len(vendor.requests) < 1:
                 await anyio.sleep(0.01)
-            # Rotate until the watcher (armed in its own thread) notices.
-            new = make_jwt(sub="fresh")
+            # Rotate (a new token each time: an identical one is not rewritten) until
+            # the watcher, armed in its own thread, notices.
+            written: list[str] = []
             while len(vendor.requests) < 2:
-                token_dir.write(new)
-                with anyio.move_on_after(0.3):
+                written.append(make_jwt(sub="fresh", jti=f"rotation-{len(written)}"))
+                token_dir.write(written[-1])
+                with anyio.move_on_after(0.5):
                     await published.wait()
             tg.cancel_scope.cancel()
     await loop.vendor.aclose()
-    assert vendor.requests[1].headers["Authorization"] == f"Bearer {new}"
+    assert vendor.requests[1].headers["Authorization"].removeprefix("Bearer ") in written
     assert read_credentials(out_dir).access_key_id == vendor.issued[-1]["access_key_id"]
 
 
