@@ -69,16 +69,20 @@ def _percentile(sorted_ns: list[int], q: float) -> float:
     return sorted_ns[index] / 1e6
 
 
+def make_writer(writer: str, out: Path) -> Callable[[Mapping[str, bytes]], object]:
+    """The project's atomic publisher, or the naive in-place writer it is compared with."""
+    if writer == "atomic":
+        publisher = Publisher(out)
+        publisher.prepare()
+        return publisher.publish
+    return naive_writer(out)
+
+
 def alone(writer: str, base: Path, sets: list[dict[str, bytes]]) -> dict[str, float]:
     """Latency with no reader competing for the CPU (2 cores: the reader takes one)."""
     with tempfile.TemporaryDirectory(prefix=f"bench-publish-{writer}-", dir=base) as tmp:
         out = Path(tmp)
-        if writer == "atomic":
-            publisher = Publisher(out)
-            publisher.prepare()
-            publish: Callable[[Mapping[str, bytes]], object] = publisher.publish
-        else:
-            publish = naive_writer(out)
+        publish = make_writer(writer, out)
         latencies = []
         for files in sets:
             t0 = time.perf_counter_ns()
@@ -91,12 +95,7 @@ def alone(writer: str, base: Path, sets: list[dict[str, bytes]]) -> dict[str, fl
 def measure(writer: str, base: Path, sets: list[dict[str, bytes]]) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix=f"bench-publish-{writer}-", dir=base) as tmp:
         out = Path(tmp)
-        if writer == "atomic":
-            publisher = Publisher(out)
-            publisher.prepare()
-            publish: Callable[[Mapping[str, bytes]], object] = publisher.publish
-        else:
-            publish = naive_writer(out)
+        publish = make_writer(writer, out)
         publish(sets[-1])  # something to read before the reader starts
         reader = subprocess.Popen(
             [sys.executable, str(Path(__file__).with_name("reader.py")), str(out)],
