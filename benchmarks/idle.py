@@ -54,11 +54,15 @@ def _wakeups(pid: int) -> int:
     return total
 
 
-def run(python: Path, duration: float = 60.0, settle: float = 3.0) -> dict[str, object]:
+#: The configuration the Kubernetes manifests deploy: health/readiness/metrics on.
+WITH_HEALTH = ("--health-addr", "127.0.0.1:0")
+
+
+def run(python: Path, duration: float = 60.0, settle: float = 3.0, extra: tuple[str, ...] = ()) -> dict[str, object]:
     with VendorDouble(lifetime=3600.0) as vendor, tempfile.TemporaryDirectory(prefix="bench-idle-") as tmp:
         token = write_token(Path(tmp) / "token")
         out = Path(tmp) / "out"
-        with spawn_sidecar(python, vendor.url, token, out) as sidecar:
+        with spawn_sidecar(python, vendor.url, token, out, *extra) as sidecar:
             sidecar.wait_published()
             time.sleep(settle)  # start-up work (logging flush, worker threads parking) is not idle
             process = psutil.Process(sidecar.process.pid)
@@ -74,6 +78,7 @@ def run(python: Path, duration: float = 60.0, settle: float = 3.0) -> dict[str, 
     cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
     sched = sched1 - sched0
     return {
+        "args": list(extra),
         "duration_s": duration,
         "cpu_s_psutil": cpu,
         "cpu_s_schedstat": sched,
@@ -86,7 +91,9 @@ def run(python: Path, duration: float = 60.0, settle: float = 3.0) -> dict[str, 
 
 def main() -> None:
     duration = float(sys.argv[1]) if len(sys.argv) > 1 else 60.0
-    print(json.dumps(run(runtime_python(), duration=duration), indent=2))
+    python = runtime_python()
+    results = {"default": run(python, duration=duration), "with_health": run(python, duration=duration, extra=WITH_HEALTH)}
+    print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

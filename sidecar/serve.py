@@ -14,7 +14,8 @@ Hardening over the plain ``wsgiref`` server:
 * a per-connection socket timeout, so an idle or trickling client cannot hold a
   thread for ever;
 * no per-request lines on stderr (request logs are the apps' business);
-* IPv6 bind addresses work (``[::]:8081``).
+* IPv6 bind addresses work (``[::]:8081``);
+* no polling: the serving thread blocks in ``select()`` until a connection arrives.
 """
 
 from __future__ import annotations
@@ -60,8 +61,11 @@ class RunningServer:
 
     def __init__(self, server: _Server, name: str) -> None:
         self._server = server
+        # poll_interval=None: the serving thread sleeps in select() until a connection
+        # arrives, instead of waking every 0.1 s (that polling cost an idle sidecar
+        # ~80 ms of CPU a minute). close() wakes it with a connection of its own.
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=name, daemon=True
+            target=server.serve_forever, kwargs={"poll_interval": None}, name=name, daemon=True
         )
         self._thread.start()
 
@@ -76,7 +80,18 @@ class RunningServer:
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def close(self) -> None:
-        self._server.shutdown()
+        """Stop serving: request the shutdown, wake select() with one connection,
+        then close the socket."""
+        stopper = threading.Thread(target=self._server.shutdown, name="server-shutdown", daemon=True)
+        stopper.start()
+        host, port = self.address
+        wake_host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+        while stopper.is_alive():
+            try:
+                socket.create_connection((wake_host, port), timeout=1.0).close()
+            except OSError:
+                pass
+            stopper.join(0.05)
         self._server.server_close()
         self._thread.join(5)
 
